@@ -1,0 +1,273 @@
+"""Delivery: one POST of one event to Alation, retried inside a hard time budget.
+
+I/O edge. ``requests`` does the HTTP, ``tenacity`` the retry policy (exponential back-off with
+jitter, ``Retry-After`` honoured, never past the deadline). Because a server that accepts the
+connection and then answers one byte at a time defeats per-socket timeouts, the attempts run in a
+daemon thread and :meth:`Sender.post` stops waiting at the deadline whatever the network does.
+
+Outcomes:
+- ``sent``: 2xx;
+- ``retry``: worth sending again later (network error, TLS error, timeout, 408/425/429, 5xx,
+  401/403: a token fixed in the connection makes the same event go through);
+- ``rejected``: Alation will never take this event (other 4xx, a redirect).
+"""
+
+from __future__ import annotations
+
+import http.client
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+from typing import Literal
+
+import requests
+from tenacity import RetryCallState, Retrying, retry_if_result
+
+log = logging.getLogger(__name__)
+
+Kind = Literal["sent", "retry", "rejected"]
+TRANSIENT_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
+AUTH_STATUS = frozenset({401, 403})
+USER_AGENT = "airflow-provider-alation"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    kind: Kind
+    status: int | None
+    detail: str
+    attempts: int = 0
+    elapsed: float = 0.0
+    retry_after: float | None = None
+    problem: str = ""  # "auth", "tls", "unreachable", "timeout", "not_found", "server", "rejected", ""
+
+    @property
+    def transient(self) -> bool:
+        """Worth retrying now: not auth or TLS, which fail the same way until the setup is fixed."""
+        return self.kind == "retry" and self.problem not in ("auth", "tls")
+
+
+def _retry_after(response: requests.Response) -> float | None:
+    value = response.headers.get("Retry-After")
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+    except (TypeError, ValueError):
+        return None
+
+
+def classify_response(response: requests.Response) -> Outcome:
+    status = response.status_code
+    snippet = response.text[:200].strip() if response.content else ""
+    if 200 <= status < 300:
+        return Outcome("sent", status, "accepted")
+    if status in AUTH_STATUS:
+        return Outcome(
+            "retry",
+            status,
+            f"HTTP {status}: Alation rejected the token; rotate it in Alation (Settings > Server Admin > "
+            "API Access Tokens) and update the password of the Airflow connection",
+            problem="auth",
+        )
+    if status in TRANSIENT_STATUS:
+        return Outcome(
+            "retry",
+            status,
+            f"HTTP {status}: {snippet}".rstrip(": "),
+            retry_after=_retry_after(response),
+            problem="server",
+        )
+    if 300 <= status < 400:
+        return Outcome(
+            "rejected",
+            status,
+            f"HTTP {status} redirect to {response.headers.get('Location', '?')}: "
+            "a redirect would lose a POST; "
+            "set the connection host/endpoint to the final address",
+            problem="rejected",
+        )
+    if status == 404:
+        return Outcome(
+            "rejected",
+            status,
+            f"HTTP 404 at {response.url}: endpoint not found; check the host and the 'endpoint' extra "
+            "(default open_lineage_event/)",
+            problem="not_found",
+        )
+    return Outcome("rejected", status, f"HTTP {status}: {snippet}".rstrip(": "), problem="rejected")
+
+
+def classify_exception(exc: BaseException) -> Outcome:
+    if isinstance(exc, requests.exceptions.SSLError):
+        return Outcome(
+            "retry",
+            None,
+            f"TLS failure: {_short(exc)}; if the tenant uses a private CA, set the 'verify' extra to the "
+            "CA bundle path",
+            problem="tls",
+        )
+    if isinstance(exc, requests.exceptions.Timeout):
+        return Outcome("retry", None, f"timed out: {_short(exc)}", problem="timeout")
+    if isinstance(exc, requests.exceptions.ConnectionError):
+        return Outcome(
+            "retry",
+            None,
+            f"network unreachable: {_short(exc)}; "
+            "check outbound HTTPS (TCP 443) from this worker to the tenant",
+            problem="unreachable",
+        )
+    return Outcome("retry", None, f"{type(exc).__name__}: {_short(exc)}", problem="unreachable")
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc)
+    return text if len(text) <= 300 else text[:300] + "..."
+
+
+class Sender:
+    """Posts JSON bodies to one URL with a Bearer token. Builds its HTTP session on first use."""
+
+    def __init__(
+        self,
+        url: str,
+        bearer: Callable[[], str],
+        timeout: float,
+        verify: bool | str = True,
+        session_factory: Callable[[], requests.Session] = requests.Session,
+    ) -> None:
+        self.url = url
+        self._bearer = bearer
+        self.timeout = timeout
+        self.verify = verify
+        self._session_factory = session_factory
+        self._http: requests.Session | None = None
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"Sender(url={self.url!r}, timeout={self.timeout})"
+
+    def _session(self) -> requests.Session:
+        # One pooled session (urllib3's pool is thread-safe) so consecutive events reuse the connection.
+        with self._lock:
+            if self._http is None:
+                self._http = self._session_factory()
+            return self._http
+
+    def close(self) -> None:
+        with self._lock:
+            if self._http is not None:
+                self._http.close()
+                self._http = None
+
+    def _attempt(self, body: bytes, deadline: float) -> Outcome:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0.05:
+            return Outcome("retry", None, "time budget used up", problem="timeout")
+        per_request = min(self.timeout, remaining)
+        try:
+            bearer = self._bearer()
+        except Exception as exc:  # noqa: BLE001 - e.g. a refresh token Alation refuses to exchange
+            return Outcome("retry", None, _short(exc), problem="auth")
+        previous_debuglevel = http.client.HTTPConnection.debuglevel
+        http.client.HTTPConnection.debuglevel = 0  # never let http.client print the Authorization header
+        try:
+            response = self._session().post(
+                self.url,
+                data=body,
+                headers={
+                    "Content-Type": "application/json",
+                    "Authorization": f"Bearer {bearer}",
+                    "User-Agent": USER_AGENT,
+                },
+                timeout=(per_request, per_request),
+                verify=self.verify,
+                allow_redirects=False,
+            )
+            response.close()
+        except requests.RequestException as exc:
+            return classify_exception(exc)
+        finally:
+            http.client.HTTPConnection.debuglevel = previous_debuglevel
+        return classify_response(response)
+
+    def _retrying(self, deadline: float) -> Retrying:
+        def wait(state: RetryCallState) -> float:
+            outcome: Outcome = state.outcome.result()  # type: ignore[union-attr]
+            if outcome.retry_after is not None:
+                return outcome.retry_after
+            # Exponential back-off with jitter: 0.25 s, 0.5 s, 1 s, then 2 s; jitter spreads workers.
+            return min(2.0, 0.25 * 2 ** (state.attempt_number - 1)) + random.uniform(0, 0.1)
+
+        def stop(state: RetryCallState) -> bool:
+            # Stop when the next attempt could not even start before the deadline.
+            return time.monotonic() + wait(state) + 0.05 >= deadline
+
+        return Retrying(
+            retry=retry_if_result(lambda outcome: outcome.transient),
+            wait=wait,
+            stop=stop,
+            retry_error_callback=lambda state: state.outcome.result(),  # type: ignore[union-attr]
+            reraise=False,
+        )
+
+    def post_blocking(self, body: bytes, deadline: float) -> Outcome:
+        """Attempts until sent, a permanent answer, or the deadline (in the calling thread)."""
+        started = time.monotonic()
+        retrying = self._retrying(deadline)
+        outcome: Outcome = retrying(self._attempt, body, deadline)
+        attempts = retrying.statistics.get("attempt_number", 1)
+        return Outcome(
+            outcome.kind,
+            outcome.status,
+            outcome.detail,
+            attempts,
+            time.monotonic() - started,
+            outcome.retry_after,
+            outcome.problem,
+        )
+
+    def post(self, body: bytes, budget: float, on_late: Callable[[Outcome], None] | None = None) -> Outcome:
+        """Post ``body``, returning within ``budget`` seconds whatever the network does.
+
+        When the budget runs out with a request still in flight, the request is left to finish in
+        a daemon thread; ``on_late`` is called with its outcome if it ever completes.
+        """
+        started = time.monotonic()
+        deadline = started + budget
+        result: list[Outcome] = []
+        lock = threading.Lock()
+        abandoned = threading.Event()
+
+        def run() -> None:
+            try:
+                outcome = self.post_blocking(body, deadline)
+            except Exception as exc:  # noqa: BLE001 - a sender bug must not escape a daemon thread
+                outcome = Outcome("retry", None, f"unexpected {type(exc).__name__}: {_short(exc)}")
+            with lock:
+                result.append(outcome)
+                late = abandoned.is_set()
+            if late and on_late is not None:
+                on_late(outcome)
+
+        worker = threading.Thread(target=run, name="alation-delivery", daemon=True)
+        worker.start()
+        worker.join(max(0.0, deadline - time.monotonic()))
+        with lock:
+            if result:
+                return result[0]
+            abandoned.set()
+        return Outcome(
+            "retry",
+            None,
+            f"no complete answer within the time budget of {budget:g}s",
+            elapsed=time.monotonic() - started,
+            problem="timeout",
+        )

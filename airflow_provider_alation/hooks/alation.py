@@ -1,0 +1,62 @@
+"""``AlationHook``: the ``alation`` connection type, its form and its Test button."""
+
+from __future__ import annotations
+
+from typing import Any
+
+try:
+    from airflow.sdk import BaseHook  # Airflow 3
+except ImportError:  # Airflow 2.10
+    from airflow.hooks.base import BaseHook
+
+from airflow_provider_alation.connection import UI_FIELD_BEHAVIOUR, settings_from_fields
+from airflow_provider_alation.settings import DEFAULT_CONN_ID, AlationSettings, SettingsError
+
+
+class AlationHook(BaseHook):
+    """Connection to an Alation Cloud Service tenant.
+
+    :param alation_conn_id: the Airflow connection (type ``alation``), ``alation_default`` by default.
+    """
+
+    conn_name_attr = "alation_conn_id"
+    default_conn_name = DEFAULT_CONN_ID
+    conn_type = "alation"
+    hook_name = "Alation"
+
+    def __init__(self, alation_conn_id: str = DEFAULT_CONN_ID, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.alation_conn_id = alation_conn_id
+
+    def __repr__(self) -> str:
+        return f"AlationHook(alation_conn_id={self.alation_conn_id!r})"
+
+    @classmethod
+    def get_ui_field_behaviour(cls) -> dict[str, Any]:
+        return UI_FIELD_BEHAVIOUR
+
+    def get_settings(self) -> AlationSettings:
+        """The validated settings of this connection (raises :class:`SettingsError`)."""
+        conn = self.get_connection(self.alation_conn_id)
+        return settings_from_fields(
+            host=conn.host,
+            password=conn.password,
+            login=conn.login,
+            port=conn.port,
+            schema=conn.schema,
+            extra=conn.extra,
+            conn_id=self.alation_conn_id,
+        )
+
+    def get_conn(self) -> AlationSettings:
+        return self.get_settings()
+
+    def test_connection(self) -> tuple[bool, str]:
+        """Settings valid, then a START event without datasets (which Alation makes no lineage of)."""
+        from airflow_provider_alation.connection_test import test_alation_connection
+
+        try:
+            settings = self.get_settings()
+        except SettingsError as exc:
+            return False, str(exc)
+        return test_alation_connection(settings)

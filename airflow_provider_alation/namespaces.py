@@ -1,0 +1,193 @@
+"""Dataset namespaces: canonical form and the ``namespace_map`` rewrite rules.
+
+Pure: no I/O, no Airflow. Alation matches a dataset to a data source by the host and port of its
+namespace, so every rule works on a canonical form (lowercase scheme and host, scheme aliases,
+default port filled in) and produces a canonical namespace.
+
+Rule order (``../shared/design.md``): exact namespace, then host alias, then ``re:`` expressions in
+the order given; anything else is returned unchanged and reported as unresolved.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+#: Scheme spellings seen in JDBC URIs and OpenLineage namespaces, mapped to the OpenLineage name.
+SCHEME_ALIASES: dict[str, str] = {
+    "postgresql": "postgres",
+    "pgsql": "postgres",
+    "sqlserver": "mssql",
+    "microsoft:sqlserver": "mssql",
+    "mariadb": "mysql",
+    "awsathena": "awsathena",
+    "oracle:thin": "oracle",
+    "db2": "db2",
+}
+
+#: Default port per canonical scheme, as Airflow's hooks and OpenLineage fill it in.
+DEFAULT_PORTS: dict[str, int] = {
+    "postgres": 5432,
+    "mysql": 3306,
+    "mssql": 1433,
+    "oracle": 1521,
+    "redshift": 5439,
+    "trino": 8080,
+    "presto": 8080,
+    "teradata": 1025,
+    "db2": 50000,
+    "hive": 10000,
+    "vertica": 5433,
+    "clickhouse": 8123,
+    "snowflake": 443,
+    "databricks": 443,
+    "sqlite": 0,
+}
+
+_NAMESPACE_RE = re.compile(r"^(?P<scheme>[a-z][a-z0-9+.\-:]*?)://(?P<authority>[^/?#;]*)(?P<rest>.*)$", re.I)
+
+
+@dataclass(frozen=True)
+class Namespace:
+    """A parsed namespace. ``host`` is None for host-less namespaces such as ``bigquery``."""
+
+    scheme: str
+    host: str | None
+    port: int | None
+    rest: str = ""
+
+    @property
+    def host_port(self) -> str | None:
+        if not self.host:
+            return None
+        return f"{self.host}:{self.port}" if self.port else self.host
+
+    def __str__(self) -> str:
+        if self.host is None:
+            return self.scheme + self.rest
+        return f"{self.scheme}://{self.host_port}{self.rest}"
+
+
+def canonical_scheme(scheme: str) -> str:
+    scheme = scheme.lower()
+    if scheme.startswith("jdbc:"):
+        scheme = scheme[5:]
+    return SCHEME_ALIASES.get(scheme, scheme)
+
+
+def _split_host_port(authority: str) -> tuple[str, int | None]:
+    authority = authority.rsplit("@", 1)[-1]  # drop any user:password@
+    if authority.startswith("["):  # IPv6 literal
+        end = authority.find("]")
+        host, tail = authority[: end + 1], authority[end + 1 :]
+        port_text = tail[1:] if tail.startswith(":") else ""
+    elif authority.count(":") == 1:
+        host, port_text = authority.split(":")
+    else:
+        host, port_text = authority, ""
+    port = int(port_text) if port_text.isdigit() else None
+    return host.lower().rstrip("."), port
+
+
+@lru_cache(maxsize=65536)
+def parse_namespace(text: str) -> Namespace:
+    """Parse and canonicalise a namespace (``jdbc:`` prefix, scheme alias, default port)."""
+    raw = text.strip()
+    if raw.lower().startswith("jdbc:"):
+        raw = raw[5:]
+    match = _NAMESPACE_RE.match(raw)
+    if not match:
+        return Namespace(scheme=raw.lower() if raw.isalpha() else raw, host=None, port=None)
+    scheme = canonical_scheme(match["scheme"])
+    host, port = _split_host_port(match["authority"])
+    if not host:
+        return Namespace(scheme=scheme, host=None, port=None, rest="://" + match["rest"])
+    if port is None:
+        port = DEFAULT_PORTS.get(scheme) or None
+    rest = match["rest"]
+    if rest in ("/", ""):
+        rest = ""
+    return Namespace(scheme=scheme, host=host, port=port, rest=rest)
+
+
+def canonical(text: str) -> str:
+    """The canonical spelling of a namespace, as rules match it and as it is sent."""
+    return str(parse_namespace(text))
+
+
+def parse_host_port(text: str) -> tuple[str, int | None]:
+    """Parse a bare ``host`` or ``host:port`` (the key or value of a host-alias rule)."""
+    return _split_host_port(text.strip())
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """What a namespace becomes and why."""
+
+    original: str
+    namespace: str
+    rule: str  # "exact", "host", "regex", "unchanged" (sent as emitted)
+    detail: str = ""
+
+    @property
+    def changed(self) -> bool:
+        return self.namespace != self.original
+
+
+def _apply_target(source: Namespace, target: str) -> str:
+    """A rule's value: a full namespace replaces; a bare host[:port] keeps the source's scheme."""
+    if "://" in target:
+        return canonical(target)
+    host, port = parse_host_port(target)
+    if port is None:
+        port = source.port
+    return str(Namespace(scheme=source.scheme, host=host, port=port, rest=source.rest))
+
+
+@dataclass
+class NamespaceResolver:
+    """Applies ``namespace_map`` rules. Build once per settings object; ``resolve`` is cached."""
+
+    exact: dict[str, str] = field(default_factory=dict)
+    hosts: dict[tuple[str, int | None], str] = field(default_factory=dict)
+    expressions: list[tuple[re.Pattern[str], str, str]] = field(default_factory=list)
+    _cache: dict[str, Resolution] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def from_map(cls, namespace_map: dict[str, str]) -> NamespaceResolver:
+        resolver = cls()
+        for key, target in namespace_map.items():
+            if key.startswith("re:"):
+                resolver.expressions.append((re.compile(key[3:]), target, key))
+            elif "://" in key:
+                resolver.exact[canonical(key)] = target
+            else:
+                resolver.hosts[parse_host_port(key)] = target
+        return resolver
+
+    def resolve(self, namespace: str) -> Resolution:
+        hit = self._cache.get(namespace)
+        if hit is None:
+            hit = self._resolve(namespace)
+            if len(self._cache) < 100_000:
+                self._cache[namespace] = hit
+        return hit
+
+    def _resolve(self, namespace: str) -> Resolution:
+        parsed = parse_namespace(namespace)
+        canon = str(parsed)
+        target = self.exact.get(canon)
+        if target is not None:
+            return Resolution(namespace, _apply_target(parsed, target), "exact", canon)
+        if parsed.host is not None:
+            for key in ((parsed.host, parsed.port), (parsed.host, None)):
+                target = self.hosts.get(key)
+                if target is not None:
+                    label = f"{key[0]}:{key[1]}" if key[1] else key[0]
+                    return Resolution(namespace, _apply_target(parsed, target), "host", label)
+        for pattern, template, key in self.expressions:
+            match = pattern.search(canon)
+            if match:
+                return Resolution(namespace, canonical(match.expand(template)), "regex", key)
+        return Resolution(namespace, namespace, "unchanged", canon)

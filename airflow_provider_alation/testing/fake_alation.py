@@ -1,0 +1,323 @@
+"""A local stand-in for Alation Cloud Service that enforces the documented contract.
+
+Used by the tests and the demo; Alation itself cannot be reached from CI. It serves, over HTTPS
+with a self-signed certificate (or plain HTTP if asked):
+
+- ``POST /open_lineage_event/``: ``Authorization: Bearer <token>`` (401 otherwise),
+  ``Content-Type: application/json`` (415), a JSON object (400) carrying the fields Alation requires
+  (``eventType``, ``eventTime``, ``run.runId``, ``job.namespace``, ``job.name``, ``producer``,
+  ``schemaURL``) and, when a ``validator`` is given, valid against the OpenLineage schema (400).
+  Accepted events are recorded in order. Any other path: 404; a GET on the endpoint: 405.
+- ``POST /integration/v1/createAPIAccessToken/``: mints an access token from the refresh token and
+  user id, answering HTTP 200 with ``"status": "failed"`` when they are wrong, as Alation does.
+
+Faults for delivery tests are queued with :meth:`FakeAlation.fail_next`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import ipaddress
+import json
+import secrets
+import ssl
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+REQUIRED_FIELDS = (
+    ("eventType",),
+    ("eventTime",),
+    ("run", "runId"),
+    ("job", "namespace"),
+    ("job", "name"),
+    ("producer",),
+    ("schemaURL",),
+)
+
+
+def make_self_signed_cert(directory: str | Path, hostname: str = "localhost") -> tuple[Path, Path]:
+    """Write ``cert.pem`` and ``key.pem`` for ``localhost``/127.0.0.1 into ``directory``."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostname)])
+    now = dt.datetime.now(dt.timezone.utc)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=2))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName(hostname), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            ),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    key_path.chmod(0o600)
+    return cert_path, key_path
+
+
+@dataclass
+class Fault:
+    """One scripted answer: a status (with headers/body), or a hang of ``delay`` seconds."""
+
+    status: int = 503
+    body: bytes = b'{"detail": "injected fault"}'
+    headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0
+
+
+@dataclass
+class Request:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+    status: int
+
+
+class FakeAlation:
+    """The stand-in server. ``with FakeAlation(token=...) as alation:`` serves on a free port."""
+
+    def __init__(
+        self,
+        token: str,
+        *,
+        endpoint: str = "/open_lineage_event/",
+        tls_dir: str | Path | None = None,
+        validator: Callable[[dict[str, Any]], list[str]] | None = None,
+        refresh_token: str | None = None,
+        user_id: int | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+    ) -> None:
+        self.token = token
+        self.endpoint = endpoint
+        self.validator = validator
+        self.refresh_token = refresh_token
+        self.user_id = user_id
+        self.access_tokens: dict[str, float] = {}
+        self.events: list[dict[str, Any]] = []
+        self.requests: list[Request] = []
+        self.faults: list[Fault] = []
+        self._lock = threading.Lock()
+        self._server = ThreadingHTTPServer((host, port), _handler(self))
+        self._server.daemon_threads = True
+        self.cert_path: Path | None = None
+        if tls_dir is not None:
+            self.cert_path, key_path = make_self_signed_cert(tls_dir)
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(self.cert_path, key_path)
+            self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
+        self.scheme = "https" if tls_dir is not None else "http"
+        self._thread: threading.Thread | None = None
+
+    @property
+    def port(self) -> int:
+        return self._server.server_address[1]
+
+    @property
+    def url(self) -> str:
+        return f"{self.scheme}://localhost:{self.port}"
+
+    def start(self) -> FakeAlation:
+        self._thread = threading.Thread(target=self._server.serve_forever, name="fake-alation", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def __enter__(self) -> FakeAlation:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def fail_next(self, *faults: Fault) -> None:
+        with self._lock:
+            self.faults.extend(faults)
+
+    def reset(self) -> None:
+        with self._lock:
+            self.events.clear()
+            self.requests.clear()
+            self.faults.clear()
+
+    # -- request handling (called from the handler threads) ------------------------------------
+    def _next_fault(self) -> Fault | None:
+        with self._lock:
+            return self.faults.pop(0) if self.faults else None
+
+    def _record(self, request: Request, event: dict[str, Any] | None = None) -> None:
+        with self._lock:
+            self.requests.append(request)
+            if event is not None:
+                self.events.append(event)
+
+    def _bearer_ok(self, header: str | None) -> bool:
+        if not header or not header.startswith("Bearer "):
+            return False
+        presented = header[len("Bearer ") :]
+        if secrets.compare_digest(presented, self.token):
+            return True
+        with self._lock:
+            expiry = self.access_tokens.get(presented)
+        return expiry is not None and expiry > time.time()
+
+    def handle_lineage(self, headers: dict[str, str], body: bytes) -> tuple[int, dict[str, Any], dict | None]:
+        if not self._bearer_ok(headers.get("authorization")):
+            return 401, {"detail": "Authentication credentials were not provided or are invalid."}, None
+        if headers.get("content-type", "").split(";")[0].strip() != "application/json":
+            return 415, {"detail": "Content-Type must be application/json"}, None
+        try:
+            event = json.loads(body)
+        except ValueError:
+            return 400, {"detail": "body is not JSON"}, None
+        if not isinstance(event, dict):
+            return 400, {"detail": "body must be one RunEvent object"}, None
+        missing = []
+        for path in REQUIRED_FIELDS:
+            node: Any = event
+            for part in path:
+                node = node.get(part) if isinstance(node, dict) else None
+            if node in (None, ""):
+                missing.append(".".join(path))
+        if missing:
+            return 400, {"detail": f"missing required fields: {', '.join(missing)}"}, None
+        if self.validator is not None:
+            errors = self.validator(event)
+            if errors:
+                return 400, {"detail": "invalid OpenLineage event", "errors": errors[:5]}, None
+        return 200, {}, event
+
+    def handle_create_token(self, body: bytes) -> tuple[int, dict[str, Any]]:
+        try:
+            payload = json.loads(body)
+        except ValueError:
+            return 400, {"detail": "body is not JSON"}
+        if (
+            self.refresh_token is None
+            or payload.get("refresh_token") != self.refresh_token
+            or payload.get("user_id") != self.user_id
+        ):
+            return 200, {"status": "failed", "message": "Invalid refresh token or user id"}
+        token = secrets.token_urlsafe(24)
+        expires = time.time() + 24 * 3600
+        with self._lock:
+            self.access_tokens[token] = expires
+        return 200, {
+            "api_access_token": token,
+            "token_expires_at": dt.datetime.fromtimestamp(expires, dt.timezone.utc).isoformat(),
+            "token_status": "ACTIVE",
+            "user_id": self.user_id,
+        }
+
+
+def _handler(fake: FakeAlation) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, format: str, *args: Any) -> None:  # quiet
+            return
+
+        def _reply(self, status: int, payload: Any, extra_headers: dict[str, str] | None = None) -> None:
+            data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            for key, value in (extra_headers or {}).items():
+                self.send_header(key, value)
+            self.end_headers()
+            self.wfile.write(data)
+
+        def _body(self) -> bytes:
+            length = int(self.headers.get("Content-Length") or 0)
+            return self.rfile.read(length) if length else b""
+
+        def do_POST(self) -> None:
+            body = self._body()
+            headers = {k.lower(): v for k, v in self.headers.items()}
+            path = urlsplit(self.path).path
+            event = None
+            if path == fake.endpoint:
+                fault = fake._next_fault()
+                if fault is not None:
+                    if fault.delay:
+                        time.sleep(fault.delay)
+                    fake._record(Request("POST", path, headers, body, fault.status))
+                    self._reply(fault.status, fault.body, fault.headers)
+                    return
+                status, payload, event = fake.handle_lineage(headers, body)
+            elif path == "/integration/v1/createAPIAccessToken/":
+                status, payload = fake.handle_create_token(body)
+            else:
+                status, payload = 404, {"detail": "Not found."}
+            fake._record(Request("POST", path, headers, body, status), event)
+            self._reply(status, payload)
+
+        def do_GET(self) -> None:
+            path = urlsplit(self.path).path
+            headers = {k.lower(): v for k, v in self.headers.items()}
+            status = 405 if path == fake.endpoint else 404
+            fake._record(Request("GET", path, headers, b"", status))
+            self._reply(status, {"detail": "Method not allowed." if status == 405 else "Not found."})
+
+    return Handler
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Local stand-in for Alation's OpenLineage endpoint")
+    parser.add_argument("--token", required=True)
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--tls-dir", help="serve HTTPS with a self-signed certificate written here")
+    parser.add_argument("--events", help="append each accepted event to this JSON-lines file")
+    args = parser.parse_args()
+    fake = FakeAlation(args.token, tls_dir=args.tls_dir, port=args.port).start()
+    print(json.dumps({"url": fake.url, "cert": str(fake.cert_path) if fake.cert_path else None}), flush=True)
+    written = 0
+    try:
+        while True:
+            time.sleep(0.2)
+            if args.events:
+                with fake._lock:
+                    new = fake.events[written:]
+                if new:
+                    with open(args.events, "a", encoding="utf-8") as out:
+                        for event in new:
+                            out.write(json.dumps(event) + "\n")
+                    written += len(new)
+    except KeyboardInterrupt:
+        fake.stop()
+
+
+if __name__ == "__main__":
+    main()

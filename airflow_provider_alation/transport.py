@@ -1,0 +1,267 @@
+"""``AlationTransport``: the OpenLineage transport that sends Alation exactly what makes lineage.
+
+Configure it with one line::
+
+    AIRFLOW__OPENLINEAGE__TRANSPORT='{"type": "airflow_provider_alation.transport.AlationTransport"}'
+
+It reads the ``alation_default`` connection (``"conn_id"`` picks another) or, outside Airflow,
+inline settings (``"url"``, ``"token"`` and the extra keys). Per event: gate -> read settings ->
+DAG opt-in -> resolve and shape -> deliver inside ``time_budget``. ``emit`` never raises and never
+takes longer than ``time_budget``: this is the one place that rule is enforced.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+
+import attr
+from openlineage.client.serde import Serde
+from openlineage.client.transport.transport import Config, Transport
+
+from airflow_provider_alation import gate, metrics
+from airflow_provider_alation.delivery import Outcome, Sender
+from airflow_provider_alation.namespaces import NamespaceResolver, Resolution
+from airflow_provider_alation.settings import (
+    DEFAULT_CONN_ID,
+    AlationSettings,
+    SettingsError,
+    build_settings,
+)
+from airflow_provider_alation.shaping import shape_event
+from airflow_provider_alation.tokens import BearerToken
+
+if TYPE_CHECKING:
+    from openlineage.client.client import Event
+
+log = logging.getLogger(__name__)
+
+#: Settings are re-read after this many seconds, so a long-lived process sees connection edits.
+SETTINGS_TTL_SECONDS = 60.0
+
+_INLINE_ONLY = ("url", "token", "user_id")
+
+
+@attr.define
+class AlationConfig(Config):
+    """Transport configuration: a connection id, or inline settings for use outside Airflow."""
+
+    conn_id: str = DEFAULT_CONN_ID
+    inline: dict[str, Any] | None = attr.field(default=None, repr=False)
+
+    @classmethod
+    def from_dict(cls, params: dict[str, Any]) -> AlationConfig:
+        values = {k: v for k, v in params.items() if k not in ("type", "name", "priority")}
+        conn_id = str(values.pop("conn_id", DEFAULT_CONN_ID) or DEFAULT_CONN_ID)
+        if any(key in values for key in _INLINE_ONLY):
+            return cls(conn_id=conn_id, inline=values)
+        if values:
+            # Extra keys without url/token: keep them so the error names them at first use.
+            return cls(conn_id=conn_id, inline=values)
+        return cls(conn_id=conn_id)
+
+
+class AlationTransport(Transport):
+    kind = "alation"
+    config_class = AlationConfig
+
+    def __init__(self, config: AlationConfig) -> None:
+        # No I/O here: no connection lookup, no network (the listener builds transports in the
+        # scheduler too, where most events are dropped by the gate).
+        self.config = config
+        self._lock = threading.Lock()
+        self._settings: AlationSettings | None = None
+        self._settings_error: SettingsError | None = None
+        self._loaded_at = float("-inf")
+        self._resolver = NamespaceResolver()
+        self._sender: Sender | None = None
+        self._logged: set[str] = set()
+
+    def __repr__(self) -> str:
+        return f"<AlationTransport(conn_id={self.config.conn_id!r}, inline={self.config.inline is not None})>"
+
+    __str__ = __repr__
+
+    # -- the one place where "never fail the task" is enforced ---------------------------------
+    def emit(self, event: Event) -> Outcome | None:
+        started = time.monotonic()
+        try:
+            return self._emit(event, started)
+        except Exception as exc:
+            self._log_once(
+                f"bug:{type(exc).__name__}",
+                logging.ERROR,
+                "Alation lineage: unexpected %s while handling an event; the task is not affected. "
+                "Please report this with the stack trace (debug log).",
+                type(exc).__name__,
+            )
+            log.debug("Alation transport failure", exc_info=True)
+            return None
+
+    def close(self, timeout: float = -1) -> bool:
+        if self._sender is not None:
+            self._sender.close()
+        return True
+
+    # -- pipeline ---------------------------------------------------------------------------------
+    def _emit(self, event: Any, started: float) -> Outcome | None:
+        reason = gate.lineage_reason(event)
+        if reason:
+            metrics.incr(f"events.skipped.{reason}")
+            log.debug("Alation lineage: event skipped (%s)", reason)
+            return None
+
+        settings = self.settings()
+        if settings is None:
+            metrics.incr("events.invalid_settings")
+            return None
+
+        reason = gate.dag_reason(event, settings.dags, settings.opt_in_tag)
+        if reason:
+            metrics.incr(f"events.skipped.{reason}")
+            log.debug("Alation lineage: DAG %r skipped (%s)", gate.dag_id_of(event), reason)
+            return None
+
+        raw = event if isinstance(event, dict) else Serde.to_dict(event)
+        shaped = shape_event(raw, self._resolver.resolve, settings.max_event_bytes)
+        self._report_resolutions(shaped.resolutions)
+        if shaped.trimmed:
+            log.warning(
+                "Alation lineage: event of %s was above max_event_bytes=%d; removed %s (now %d bytes)",
+                raw.get("job", {}).get("name"),
+                settings.max_event_bytes,
+                ", ".join(shaped.trimmed),
+                shaped.size,
+            )
+        body = json.dumps(shaped.event, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+        job_name = shaped.event.get("job", {}).get("name")
+
+        if settings.dry_run:
+            log.info("Alation lineage (dry_run): would POST to %s: %s", settings.endpoint_url, body.decode())
+            return Outcome("sent", None, "dry_run")
+
+        budget = settings.time_budget - (time.monotonic() - started)
+        outcome = self._get_sender(settings).post(body, budget)
+        metrics.timing("send.duration", outcome.elapsed)
+        self._report_outcome(outcome, job_name, settings)
+        return outcome
+
+    def settings(self) -> AlationSettings | None:
+        """The validated settings (cached for a minute); None, logged once, when they are invalid."""
+        with self._lock:
+            if time.monotonic() - self._loaded_at > SETTINGS_TTL_SECONDS:
+                try:
+                    settings = self._read_settings()
+                except SettingsError as exc:
+                    self._settings, self._settings_error = None, exc
+                else:
+                    if settings != self._settings:
+                        self._resolver = NamespaceResolver.from_map(settings.namespace_map)
+                        if self._sender is not None:
+                            self._sender.close()
+                        self._sender = None
+                    self._settings, self._settings_error = settings, None
+                self._loaded_at = time.monotonic()
+            if self._settings_error is not None:
+                self._log_once(
+                    str(self._settings_error),
+                    logging.ERROR,
+                    "%s\nAlation lineage is not sent until this is fixed; the task itself is not affected.",
+                    self._settings_error,
+                )
+            return self._settings
+
+    def _read_settings(self) -> AlationSettings:
+        inline = self.config.inline
+        if inline is not None and any(key in inline for key in _INLINE_ONLY):
+            settings = build_settings(inline, "the transport configuration", inline=True)
+            _mask(settings.token.get_secret_value())
+            return settings
+        if inline:
+            raise SettingsError(
+                [
+                    f'transport configuration: keys {sorted(inline)} given without "url" and "token"; '
+                    "either give url and token inline too (outside Airflow) or move these keys into the "
+                    f"extra of connection {self.config.conn_id!r}"
+                ],
+                "the transport configuration",
+            )
+        from airflow_provider_alation.connection import load_settings
+
+        return load_settings(self.config.conn_id)
+
+    def _get_sender(self, settings: AlationSettings) -> Sender:
+        with self._lock:
+            if self._sender is None:
+                self._sender = Sender(
+                    settings.endpoint_url, BearerToken(settings), settings.timeout, settings.verify
+                )
+            return self._sender
+
+    # -- reporting --------------------------------------------------------------------------------
+    def _log_once(self, key: str, level: int, message: str, *args: Any) -> None:
+        if key in self._logged:
+            return
+        self._logged.add(key)
+        log.log(level, message, *args)
+
+    def _report_resolutions(self, resolutions: list[Resolution]) -> None:
+        for resolution in resolutions:
+            if resolution.changed:
+                self._log_once(
+                    f"ns:{resolution.original}",
+                    logging.INFO,
+                    "Alation lineage: namespace %s -> %s (%s rule %s)",
+                    resolution.original,
+                    resolution.namespace,
+                    resolution.rule,
+                    resolution.detail,
+                )
+            elif resolution.rule == "unchanged":
+                self._log_once(
+                    f"ns:{resolution.original}",
+                    logging.WARNING,
+                    "Alation lineage: namespace %s matched no namespace_map rule and is sent as emitted; "
+                    "Alation links it only if a data source's JDBC URI has the same host:port. If not, add "
+                    "a namespace_map entry to the connection's extra, or add this host:port to the data "
+                    "source's 'Additional Datasource Connections' field in Alation.",
+                    resolution.original,
+                )
+
+    def _report_outcome(self, outcome: Outcome, job_name: Any, settings: AlationSettings) -> None:
+        if outcome.kind == "sent":
+            metrics.incr("events.sent")
+            log.info(
+                "Alation lineage: sent COMPLETE event of %s (HTTP %s, %d attempt(s), %.2fs)",
+                job_name,
+                outcome.status,
+                outcome.attempts,
+                outcome.elapsed,
+            )
+        elif outcome.kind == "rejected":
+            metrics.incr("events.rejected")
+            log.error("Alation lineage: Alation refused the event of %s: %s", job_name, outcome.detail)
+        else:
+            metrics.incr(f"events.failed.{outcome.problem or 'other'}")
+            log.warning(
+                "Alation lineage: event of %s not delivered to %s within time_budget=%gs: %s",
+                job_name,
+                settings.endpoint_url,
+                settings.time_budget,
+                outcome.detail,
+            )
+
+
+def _mask(secret: str) -> None:
+    """Register an inline token with Airflow's secrets masker, when running inside Airflow."""
+    try:
+        from airflow.sdk.log import mask_secret
+    except ImportError:
+        try:
+            from airflow.utils.log.secrets_masker import mask_secret
+        except ImportError:
+            return
+    mask_secret(secret)

@@ -1,0 +1,45 @@
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from airflow_provider_alation.testing.fake_alation import FakeAlation
+from tests.support.airflow_home import REPO, AirflowHome
+from tests.support.postgres import PostgresServer
+from tests.support.spec import validate_event
+
+
+@pytest.fixture
+def token() -> str:
+    return "alation-test-token-" + secrets.token_hex(12)
+
+
+@pytest.fixture
+def fake_alation(tmp_path: Path, token: str) -> Iterator[FakeAlation]:
+    """HTTPS stand-in for Alation, validating every event against the OpenLineage schema."""
+    with FakeAlation(token, tls_dir=tmp_path / "tls", validator=validate_event) as fake:
+        yield fake
+
+
+@pytest.fixture(scope="session")
+def airflow_home() -> Iterator[AirflowHome]:
+    home = AirflowHome.create([REPO / "dags_examples", REPO / "tests" / "dags"])
+    yield home
+    home.cleanup()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    server = PostgresServer.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def alation_logs(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
+    caplog.set_level(logging.DEBUG, logger="airflow_provider_alation")
+    return caplog

@@ -1,0 +1,134 @@
+"""End to end: a real Airflow 3 with the real OpenLineage provider runs real DAGs (``airflow dags
+test``), configured as a user would (``AIRFLOW__OPENLINEAGE__TRANSPORT`` naming the transport, the
+connection from ``AIRFLOW_CONN_ALATION_DEFAULT``); the HTTPS stand-in for Alation checks the
+contract and records what it receives."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.support.airflow_home import AirflowHome, connection_json, dag_run_succeeded
+
+pytestmark = pytest.mark.airflow
+
+TARGET = "postgres://prod-db.example.com:5432"
+
+
+def alation_env(fake, token: str, **extra) -> dict[str, str]:
+    settings = {"verify": str(fake.cert_path), **extra}
+    return {"AIRFLOW_CONN_ALATION_DEFAULT": connection_json(fake.url, token, settings)}
+
+
+def names(datasets: list[dict]) -> list[str]:
+    return sorted(d["name"] for d in datasets)
+
+
+def assert_clean_run(result, dag_id: str, token: str) -> None:
+    output = result.stdout + result.stderr
+    assert dag_run_succeeded(result, dag_id), output[-5000:]
+    assert token not in output
+
+
+@pytest.mark.postgres
+def test_postgres_dag_sends_exactly_the_lineage_bearing_event(
+    airflow_home: AirflowHome, postgres, fake_alation, token
+) -> None:
+    import psycopg2
+
+    postgres.create_database("sales")
+    env = alation_env(
+        fake_alation, token, namespace_map={f"127.0.0.1:{postgres.port}": "prod-db.example.com:5432"}
+    )
+    env["AIRFLOW_CONN_POSTGRES_ALATION_EXAMPLE"] = postgres.conn_uri("sales")
+
+    result = airflow_home.dags_test("alation_postgres", env)
+    assert_clean_run(result, "alation_postgres", token)
+
+    # The SQL really ran against the real server.
+    conn = psycopg2.connect(host="127.0.0.1", port=postgres.port, user=postgres.user, dbname="sales")
+    try:
+        with conn.cursor() as cursor:
+            cursor.execute("SELECT count(*) FROM public.orders_daily")
+            assert cursor.fetchone()[0] == 2
+    finally:
+        conn.close()
+
+    # Exactly one event: create_tables and seed_orders have no input table, START and DAG events are
+    # never sent. Every request carried the token and passed the stand-in's checks (schema included).
+    assert [r.status for r in fake_alation.requests] == [200]
+    (request,) = fake_alation.requests
+    assert request.headers["authorization"] == f"Bearer {token}"
+    (event,) = fake_alation.events
+    assert event["eventType"] == "COMPLETE"
+    assert event["job"]["name"] == "alation_postgres.build_orders_daily"
+    assert names(event["inputs"]) == ["sales.public.orders"]
+    assert names(event["outputs"]) == ["sales.public.orders_daily"]
+    assert {d["namespace"] for d in event["inputs"] + event["outputs"]} == {TARGET}
+    # The facets Alation shows are kept.
+    assert {"airflow", "processing_engine", "nominalTime", "parent"} <= set(event["run"]["facets"])
+    assert event["job"]["facets"]["jobType"]["jobType"] == "TASK"
+
+
+def test_quickstart_dag_rewrites_ip_and_pgbouncer(airflow_home: AirflowHome, fake_alation, token) -> None:
+    env = alation_env(
+        fake_alation,
+        token,
+        namespace_map={
+            "postgres://10.0.0.5:5432": TARGET,
+            "pgbouncer.internal:6432": "prod-db.example.com:5432",
+        },
+    )
+    result = airflow_home.dags_test("alation_quickstart", env)
+    assert_clean_run(result, "alation_quickstart", token)
+    events = {e["job"]["name"]: e for e in fake_alation.events}
+    assert sorted(events) == ["alation_quickstart.clean_orders", "alation_quickstart.daily_revenue"]
+    assert all(e["eventType"] == "COMPLETE" for e in events.values())
+    daily = events["alation_quickstart.daily_revenue"]
+    assert names(daily["inputs"]) == ["sales.public.customers", "sales.staging.orders_clean"]
+    assert names(daily["outputs"]) == ["sales.marts.daily_revenue"]
+    for event in events.values():
+        assert {d["namespace"] for d in event["inputs"] + event["outputs"]} == {TARGET}
+    assert (
+        "namespace postgres://pgbouncer.internal:6432 -> postgres://prod-db.example.com:5432" in result.stdout
+    )
+
+
+@pytest.mark.parametrize(
+    ("dag_id", "extra", "expected_jobs"),
+    [
+        ("untagged_lineage", {}, []),
+        ("untagged_lineage", {"dags": {"include": ["untagged_*"]}}, ["untagged_lineage.copy"]),
+        ("alation_quickstart", {"dags": {"include": ["*"], "exclude": ["alation_quick*"]}}, []),
+        ("alation_quickstart", {"opt_in_tag": "lineage"}, []),
+    ],
+)
+def test_dag_opt_in(airflow_home: AirflowHome, fake_alation, token, dag_id, extra, expected_jobs) -> None:
+    result = airflow_home.dags_test(dag_id, alation_env(fake_alation, token, **extra))
+    assert_clean_run(result, dag_id, token)
+    assert sorted(e["job"]["name"] for e in fake_alation.events) == expected_jobs
+    assert len(fake_alation.requests) == len(expected_jobs)
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        ("{not json", "extra: not valid JSON"),
+        ({"timout": 3, "timeout": -1}, "extra.timout: unknown key. Did you mean 'timeout'?"),
+    ],
+)
+def test_bad_settings_logged_in_task_log_and_task_succeeds(
+    airflow_home, fake_alation, token, extra, expected
+) -> None:
+    env = {"AIRFLOW_CONN_ALATION_DEFAULT": connection_json(fake_alation.url, token, extra)}
+    result = airflow_home.dags_test("alation_quickstart", env)
+    assert_clean_run(result, "alation_quickstart", token)
+    assert "Invalid Alation settings in Airflow connection 'alation_default'" in result.stdout
+    assert expected in result.stdout
+    assert fake_alation.requests == []
+
+
+def test_non_url_host_logged_and_task_succeeds(airflow_home, fake_alation, token) -> None:
+    env = {"AIRFLOW_CONN_ALATION_DEFAULT": connection_json("not a url", token)}
+    result = airflow_home.dags_test("alation_quickstart", env)
+    assert_clean_run(result, "alation_quickstart", token)
+    assert "host: 'not a url' is not a tenant URL" in result.stdout
