@@ -1,0 +1,34 @@
+"""The README's settings table is checked against the settings model, so the two cannot drift."""
+
+from __future__ import annotations
+
+import json
+import re
+
+from airflow_provider_alation.settings import EXTRA_KEYS, AlationSettings, default_spool_dir
+from tests.support.airflow_home import REPO
+
+ROW = re.compile(r"^\| `(?P<key>[a-z_]+)` \| `(?P<default>[^`]*)` \| (?P<meaning>.+) \|$")
+
+
+def readme_settings() -> dict[str, str]:
+    text = (REPO / "README.md").read_text()
+    section = text.split("## Settings", 1)[1].split("\n## ", 1)[0]
+    return {m["key"]: m["default"] for line in section.splitlines() if (m := ROW.match(line))}
+
+
+def test_every_extra_key_is_documented_with_its_default(monkeypatch) -> None:
+    documented = readme_settings()
+    assert sorted(documented) == sorted(EXTRA_KEYS)
+    monkeypatch.setenv("AIRFLOW_HOME", "$AIRFLOW_HOME")
+    defaults = AlationSettings(url="https://x.example.com", token="t").model_dump(mode="json")
+    for key in EXTRA_KEYS:
+        if key == "spool_dir":
+            assert documented[key] == default_spool_dir()
+            continue
+        expected = defaults[key]
+        if isinstance(expected, dict) and key == "dags":
+            expected = {k: list(v) for k, v in expected.items()}
+        text = documented[key]
+        actual = json.loads(text) if text[:1] in "{[0123456789tf" else text
+        assert actual == expected, key

@@ -1,0 +1,51 @@
+"""The plugin's start-up check of the OpenLineage transport setting."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+
+from airflow_provider_alation.configuration import TRANSPORT_LINE, transport_status
+from airflow_provider_alation.plugins.alation import AlationPlugin, StartupCheck
+
+OURS = {"type": "airflow_provider_alation.transport.AlationTransport"}
+
+
+@pytest.mark.parametrize(
+    ("transport", "ok"),
+    [
+        (OURS, True),
+        ({"type": "composite", "transports": [{"type": "console"}, OURS]}, True),
+        ({"type": "http", "url": "https://acme.alationcloud.com"}, False),
+        (None, False),
+    ],
+)
+def test_transport_status(monkeypatch, transport, ok) -> None:
+    monkeypatch.delenv("AIRFLOW__OPENLINEAGE__DISABLED", raising=False)
+    if transport is None:
+        monkeypatch.setenv("AIRFLOW__OPENLINEAGE__TRANSPORT", "")
+    else:
+        monkeypatch.setenv("AIRFLOW__OPENLINEAGE__TRANSPORT", json.dumps(transport))
+    status, message = transport_status()
+    assert status is ok
+    if not ok:
+        assert TRANSPORT_LINE in message
+
+
+def test_disabled_openlineage_is_reported(monkeypatch) -> None:
+    monkeypatch.setenv("AIRFLOW__OPENLINEAGE__TRANSPORT", json.dumps(OURS))
+    monkeypatch.setenv("AIRFLOW__OPENLINEAGE__DISABLED", "True")
+    status, message = transport_status()
+    assert not status and "disabled" in message
+
+
+def test_plugin_logs_a_warning_at_start_when_not_configured(monkeypatch, caplog) -> None:
+    monkeypatch.setenv("AIRFLOW__OPENLINEAGE__TRANSPORT", json.dumps({"type": "console"}))
+    caplog.set_level(logging.INFO, logger="airflow_provider_alation")
+    assert any(isinstance(listener, StartupCheck) for listener in AlationPlugin.listeners)
+    StartupCheck().on_starting(component=None)
+    (record,) = [r for r in caplog.records if r.name.startswith("airflow_provider_alation")]
+    assert record.levelno == logging.WARNING
+    assert "it is 'console'" in record.getMessage()
