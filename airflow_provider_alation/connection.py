@@ -123,6 +123,11 @@ def load_settings(conn_id: str = DEFAULT_CONN_ID) -> AlationSettings:
                 f"Airflow connection {conn_id!r}",
             ) from None
         raise
+    return settings_from_connection(conn, conn_id)
+
+
+def settings_from_connection(conn: Any, conn_id: str) -> AlationSettings:
+    """Settings from an Airflow ``Connection`` object (raises :class:`SettingsError`)."""
     return settings_from_fields(
         host=conn.host,
         password=conn.password,

@@ -9,7 +9,7 @@ try:
 except ImportError:  # Airflow 2.10
     from airflow.hooks.base import BaseHook
 
-from airflow_provider_alation.connection import UI_FIELD_BEHAVIOUR, settings_from_fields
+from airflow_provider_alation.connection import UI_FIELD_BEHAVIOUR, settings_from_connection
 from airflow_provider_alation.settings import DEFAULT_CONN_ID, AlationSettings, SettingsError
 
 
@@ -37,16 +37,7 @@ class AlationHook(BaseHook):
 
     def get_settings(self) -> AlationSettings:
         """The validated settings of this connection (raises :class:`SettingsError`)."""
-        conn = self.get_connection(self.alation_conn_id)
-        return settings_from_fields(
-            host=conn.host,
-            password=conn.password,
-            login=conn.login,
-            port=conn.port,
-            schema=conn.schema,
-            extra=conn.extra,
-            conn_id=self.alation_conn_id,
-        )
+        return settings_from_connection(self.get_connection(self.alation_conn_id), self.alation_conn_id)
 
     def get_conn(self) -> AlationSettings:
         return self.get_settings()
