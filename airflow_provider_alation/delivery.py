@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
-from typing import Literal
+from typing import Literal, TypeVar
 
 import requests
 from tenacity import RetryCallState, Retrying, retry_if_result
@@ -33,6 +33,7 @@ Kind = Literal["sent", "retry", "rejected"]
 TRANSIENT_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 AUTH_STATUS = frozenset({401, 403})
 USER_AGENT = "airflow-provider-alation"
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -51,7 +52,7 @@ class Outcome:
         return self.kind == "retry" and self.problem not in ("auth", "tls")
 
 
-def _retry_after(response: requests.Response) -> float | None:
+def retry_after_seconds(response: requests.Response) -> float | None:
     value = response.headers.get("Retry-After")
     if not value:
         return None
@@ -82,7 +83,7 @@ def classify_response(response: requests.Response) -> Outcome:
             "retry",
             status,
             f"HTTP {status}: {snippet}".rstrip(": "),
-            retry_after=_retry_after(response),
+            retry_after=retry_after_seconds(response),
             problem="server",
         )
     if 300 <= status < 400:
@@ -130,6 +131,40 @@ def classify_exception(exc: BaseException) -> Outcome:
 def _short(exc: BaseException) -> str:
     text = str(exc)
     return text if len(text) <= 300 else text[:300] + "..."
+
+
+def backoff(attempt: int) -> float:
+    """Exponential back-off with jitter: 0.25 s, 0.5 s, 1 s, then 2 s; jitter spreads workers."""
+    return min(2.0, 0.25 * 2 ** (attempt - 1)) + random.uniform(0, 0.1)
+
+
+def retrying_until(
+    deadline: float,
+    retry_if: Callable[[T], bool],
+    retry_after: Callable[[T], float | None],
+) -> Retrying:
+    """A tenacity policy over results: back-off (or ``Retry-After``), never past ``deadline``.
+
+    The attempt function returns a result rather than raising; the last result is returned when
+    the policy gives up. Shared by event delivery and data-source discovery.
+    """
+
+    def wait(state: RetryCallState) -> float:
+        result: T = state.outcome.result()  # type: ignore[union-attr]
+        hinted = retry_after(result)
+        return hinted if hinted is not None else backoff(state.attempt_number)
+
+    def stop(state: RetryCallState) -> bool:
+        # Stop when the next attempt could not even start before the deadline.
+        return time.monotonic() + wait(state) + 0.05 >= deadline
+
+    return Retrying(
+        retry=retry_if_result(retry_if),
+        wait=wait,
+        stop=stop,
+        retry_error_callback=lambda state: state.outcome.result(),  # type: ignore[union-attr]
+        reraise=False,
+    )
 
 
 class Sender:
@@ -199,23 +234,10 @@ class Sender:
         return classify_response(response)
 
     def _retrying(self, deadline: float) -> Retrying:
-        def wait(state: RetryCallState) -> float:
-            outcome: Outcome = state.outcome.result()  # type: ignore[union-attr]
-            if outcome.retry_after is not None:
-                return outcome.retry_after
-            # Exponential back-off with jitter: 0.25 s, 0.5 s, 1 s, then 2 s; jitter spreads workers.
-            return min(2.0, 0.25 * 2 ** (state.attempt_number - 1)) + random.uniform(0, 0.1)
-
-        def stop(state: RetryCallState) -> bool:
-            # Stop when the next attempt could not even start before the deadline.
-            return time.monotonic() + wait(state) + 0.05 >= deadline
-
-        return Retrying(
-            retry=retry_if_result(lambda outcome: outcome.transient),
-            wait=wait,
-            stop=stop,
-            retry_error_callback=lambda state: state.outcome.result(),  # type: ignore[union-attr]
-            reraise=False,
+        return retrying_until(
+            deadline,
+            retry_if=lambda outcome: outcome.transient,
+            retry_after=lambda outcome: outcome.retry_after,
         )
 
     def post_blocking(self, body: bytes, deadline: float) -> Outcome:

@@ -5,7 +5,8 @@ namespace, so every rule works on a canonical form (lowercase scheme and host, s
 default port filled in) and produces a canonical namespace.
 
 Rule order (``../shared/design.md``): exact namespace, then host alias, then ``re:`` expressions in
-the order given; anything else is returned unchanged and reported as unresolved.
+the order given. What happens after the user's rules (built-in normalisers, discovered data
+sources) is in ``resolution.py``.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ SCHEME_ALIASES: dict[str, str] = {
     "awsathena": "awsathena",
     "oracle:thin": "oracle",
     "db2": "db2",
+    "hive2": "hive",
 }
 
 #: Default port per canonical scheme, as Airflow's hooks and OpenLineage fill it in.
@@ -42,6 +44,7 @@ DEFAULT_PORTS: dict[str, int] = {
     "clickhouse": 8123,
     "snowflake": 443,
     "databricks": 443,
+    "awsathena": 443,
     "sqlite": 0,
 }
 
@@ -121,20 +124,6 @@ def parse_host_port(text: str) -> tuple[str, int | None]:
     return _split_host_port(text.strip())
 
 
-@dataclass(frozen=True)
-class Resolution:
-    """What a namespace becomes and why."""
-
-    original: str
-    namespace: str
-    rule: str  # "exact", "host", "regex", "unchanged" (sent as emitted)
-    detail: str = ""
-
-    @property
-    def changed(self) -> bool:
-        return self.namespace != self.original
-
-
 def _apply_target(source: Namespace, target: str) -> str:
     """A rule's value: a full namespace replaces; a bare host[:port] keeps the source's scheme."""
     if "://" in target:
@@ -145,49 +134,73 @@ def _apply_target(source: Namespace, target: str) -> str:
     return str(Namespace(scheme=source.scheme, host=host, port=port, rest=source.rest))
 
 
+#: ``re:^postgres://...``: an expression that can only match one scheme is tried only for it.
+_LITERAL_SCHEME_RE = re.compile(r"^\^([a-z][a-z0-9+\-]*)(?:://|:\\?/\\?/)")
+
+
+@dataclass(frozen=True)
+class RuleHit:
+    namespace: str
+    rule: str  # "exact", "host", "regex"
+    detail: str  # the key that matched
+
+
 @dataclass
-class NamespaceResolver:
-    """Applies ``namespace_map`` rules. Build once per settings object; ``resolve`` is cached."""
+class NamespaceRules:
+    """The user's ``namespace_map``: exact namespaces, then host aliases, then ``re:`` expressions.
+
+    Exact and host rules are dictionary lookups. Expressions are tried in the order given; one that
+    starts with a literal ``^scheme://`` is only tried for that scheme, so thousands of rules cost
+    a namespace only the few that could match it.
+    """
 
     exact: dict[str, str] = field(default_factory=dict)
     hosts: dict[tuple[str, int | None], str] = field(default_factory=dict)
-    expressions: list[tuple[re.Pattern[str], str, str]] = field(default_factory=list)
-    _cache: dict[str, Resolution] = field(default_factory=dict, repr=False)
+    expressions: list[tuple[int, re.Pattern[str], str, str]] = field(default_factory=list)
+    _by_scheme: dict[str | None, list[tuple[int, re.Pattern[str], str, str]]] = field(
+        default_factory=dict, repr=False
+    )
+    _merged: dict[str, list[tuple[int, re.Pattern[str], str, str]]] = field(default_factory=dict, repr=False)
 
     @classmethod
-    def from_map(cls, namespace_map: dict[str, str]) -> NamespaceResolver:
-        resolver = cls()
-        for key, target in namespace_map.items():
+    def from_map(cls, namespace_map: dict[str, str]) -> NamespaceRules:
+        rules = cls()
+        for order, (key, target) in enumerate(namespace_map.items()):
             if key.startswith("re:"):
-                resolver.expressions.append((re.compile(key[3:]), target, key))
+                expression = (order, re.compile(key[3:]), target, key)
+                rules.expressions.append(expression)
+                literal = _LITERAL_SCHEME_RE.match(key[3:])
+                rules._by_scheme.setdefault(literal[1] if literal else None, []).append(expression)
             elif "://" in key:
-                resolver.exact[canonical(key)] = target
+                rules.exact[canonical(key)] = target
             else:
-                resolver.hosts[parse_host_port(key)] = target
-        return resolver
+                rules.hosts[parse_host_port(key)] = target
+        return rules
 
-    def resolve(self, namespace: str) -> Resolution:
-        hit = self._cache.get(namespace)
-        if hit is None:
-            hit = self._resolve(namespace)
-            if len(self._cache) < 100_000:
-                self._cache[namespace] = hit
-        return hit
+    def __len__(self) -> int:
+        return len(self.exact) + len(self.hosts) + len(self.expressions)
 
-    def _resolve(self, namespace: str) -> Resolution:
-        parsed = parse_namespace(namespace)
+    def _expressions_for(self, scheme: str) -> list[tuple[int, re.Pattern[str], str, str]]:
+        merged = self._merged.get(scheme)
+        if merged is None:
+            both = self._by_scheme.get(scheme, []) + self._by_scheme.get(None, [])
+            merged = self._merged[scheme] = sorted(both, key=lambda expression: expression[0])
+        return merged
+
+    def apply(self, parsed: Namespace) -> RuleHit | None:
         canon = str(parsed)
         target = self.exact.get(canon)
         if target is not None:
-            return Resolution(namespace, _apply_target(parsed, target), "exact", canon)
+            return RuleHit(_apply_target(parsed, target), "exact", canon)
         if parsed.host is not None:
             for key in ((parsed.host, parsed.port), (parsed.host, None)):
                 target = self.hosts.get(key)
                 if target is not None:
                     label = f"{key[0]}:{key[1]}" if key[1] else key[0]
-                    return Resolution(namespace, _apply_target(parsed, target), "host", label)
-        for pattern, template, key in self.expressions:
-            match = pattern.search(canon)
-            if match:
-                return Resolution(namespace, canonical(match.expand(template)), "regex", key)
-        return Resolution(namespace, namespace, "unchanged", canon)
+                    return RuleHit(_apply_target(parsed, target), "host", label)
+        if self.expressions:
+            for _, pattern, template, key in self._expressions_for(parsed.scheme):
+                match = pattern.search(canon)
+                if match:
+                    return RuleHit(canonical(match.expand(template)), "regex", key)
+        return None

@@ -30,9 +30,17 @@ DEFAULT_ENDPOINT = "open_lineage_event/"
 DEFAULT_OPT_IN_TAG = "alation"
 
 
-def default_spool_dir() -> str:
+def _alation_home() -> str:
     home = os.environ.get("AIRFLOW_HOME") or os.path.join(os.path.expanduser("~"), "airflow")
-    return os.path.join(home, "alation", "spool")
+    return os.path.join(home, "alation")
+
+
+def default_spool_dir() -> str:
+    return os.path.join(_alation_home(), "spool")
+
+
+def default_cache_dir() -> str:
+    return os.path.join(_alation_home(), "cache")
 
 
 class SettingsError(ValueError):
@@ -80,6 +88,16 @@ class AlationSettings(BaseModel):
     opt_in_tag: str = Field(default=DEFAULT_OPT_IN_TAG, description="A DAG carrying this tag is sent")
     discover_datasources: bool = Field(
         default=False, description="Read Alation's data sources to resolve namespaces automatically"
+    )
+    discovery_ttl: float = Field(
+        default=3600.0,
+        gt=0,
+        le=7 * 24 * 3600,
+        description="Seconds the discovered data sources are reused before Alation is asked again",
+    )
+    cache_dir: str = Field(
+        default_factory=default_cache_dir,
+        description="Directory of the discovered data sources and the encrypted access token",
     )
     timeout: float = Field(default=5.0, gt=0, le=300, description="Seconds per HTTP request")
     time_budget: float = Field(

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from airflow_provider_alation.namespaces import Resolution
+from airflow_provider_alation.resolution import Resolution
 
 #: Facets that carry nothing Alation reads and can be large: removed from every event.
 DROPPED_RUN_FACETS = frozenset({"unknownSourceAttribute", "debug", "airflow_debug"})

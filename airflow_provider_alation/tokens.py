@@ -1,19 +1,34 @@
-"""The token Alation's OpenLineage endpoint takes as ``Authorization: Bearer``.
+"""The token Alation's OpenLineage endpoint takes as ``Authorization: Bearer`` (and its REST API
+as ``TOKEN``).
 
 ``api_token``: the connection's password as is. ``refresh_token``: exchanged, with the user id,
 for an API access token at ``/integration/v1/createAPIAccessToken/``, cached until shortly before
 it expires. Alation can answer that call HTTP 200 with ``"status": "failed"``, so the body decides.
+
+Each task event is emitted from a short-lived process, so a minted access token is also cached on
+disk, where it is never in clear: it is encrypted (Fernet) with a key derived (HKDF-SHA256) from the
+refresh token, so the file is useless without the secret that could mint a new token anyway, and a
+new refresh token simply makes the old file unreadable.
 """
 
 from __future__ import annotations
 
+import base64
+import contextlib
+import json
+import logging
 import threading
 import time
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 import requests
+from cryptography.fernet import Fernet, InvalidToken
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from airflow_provider_alation.disk import atomic_write, cache_key
 from airflow_provider_alation.settings import AlationSettings
 
 CREATE_ACCESS_TOKEN_PATH = "integration/v1/createAPIAccessToken/"
@@ -21,8 +36,46 @@ REFRESH_MARGIN_SECONDS = 300.0
 DEFAULT_ACCESS_TOKEN_LIFETIME = 24 * 3600.0
 
 
+log = logging.getLogger(__name__)
+
+
 class TokenError(RuntimeError):
     """The token could not be obtained; the message never contains a token."""
+
+
+class AccessTokenCache:
+    """The minted access token on disk, encrypted with a key derived from the refresh token."""
+
+    def __init__(self, cache_dir: str | Path, url: str, user_id: int | None, refresh_token: str) -> None:
+        self.path = Path(cache_dir) / f"access-token-{cache_key(url, str(user_id))}.bin"
+        key = HKDF(
+            algorithm=hashes.SHA256(),
+            length=32,
+            salt=b"airflow-provider-alation/access-token/v1",
+            info=f"{url}|{user_id}".encode(),
+        ).derive(refresh_token.encode())
+        self._fernet = Fernet(base64.urlsafe_b64encode(key))
+
+    def __repr__(self) -> str:
+        return f"AccessTokenCache(path={str(self.path)!r})"
+
+    def read(self) -> tuple[str, float] | None:
+        try:
+            data = json.loads(self._fernet.decrypt(self.path.read_bytes()))
+            return str(data["token"]), float(data["expires_at"])
+        except (OSError, InvalidToken, ValueError, KeyError, TypeError):
+            return None
+
+    def write(self, token: str, expires_at: float) -> None:
+        payload = json.dumps({"token": token, "expires_at": expires_at}).encode()
+        try:
+            atomic_write(self.path, self._fernet.encrypt(payload))
+        except OSError as exc:
+            log.debug("Alation lineage: cannot cache the access token in %s: %s", self.path.parent, exc)
+
+    def clear(self) -> None:
+        with contextlib.suppress(OSError):
+            self.path.unlink()
 
 
 def _expiry(body: dict[str, Any]) -> float:
@@ -42,12 +95,20 @@ def _expiry(body: dict[str, Any]) -> float:
 class BearerToken:
     """Callable returning the bearer token for the settings' ``token_type``."""
 
-    def __init__(self, settings: AlationSettings, session: requests.Session | None = None) -> None:
+    def __init__(
+        self, settings: AlationSettings, session: requests.Session | None = None, disk_cache: bool = True
+    ) -> None:
         self._settings = settings
         self._session = session
         self._lock = threading.Lock()
         self._access: str | None = None
         self._expires_at = 0.0
+        self._disk: AccessTokenCache | None = None
+        if disk_cache and settings.token_type == "refresh_token":
+            self._disk = AccessTokenCache(
+                settings.cache_dir, settings.url, settings.user_id, settings.token.get_secret_value()
+            )
+        self.minted = 0
 
     def __repr__(self) -> str:
         return f"BearerToken(token_type={self._settings.token_type!r})"
@@ -58,8 +119,22 @@ class BearerToken:
             return settings.token.get_secret_value()
         with self._lock:
             if self._access is None or time.time() > self._expires_at - REFRESH_MARGIN_SECONDS:
-                self._access, self._expires_at = self._mint()
+                cached = self._disk.read() if self._disk is not None else None
+                if cached is not None and time.time() < cached[1] - REFRESH_MARGIN_SECONDS:
+                    self._access, self._expires_at = cached
+                else:
+                    self._access, self._expires_at = self._mint()
+                    self.minted += 1
+                    if self._disk is not None:
+                        self._disk.write(self._access, self._expires_at)
             return self._access
+
+    def forget(self) -> None:
+        """Drop the cached access token (Alation refused it): the next call mints a new one."""
+        with self._lock:
+            self._access, self._expires_at = None, 0.0
+            if self._disk is not None:
+                self._disk.clear()
 
     def _mint(self) -> tuple[str, float]:
         settings = self._settings

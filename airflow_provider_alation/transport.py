@@ -24,7 +24,7 @@ from openlineage.client.transport.transport import Config, Transport
 
 from airflow_provider_alation import gate, metrics
 from airflow_provider_alation.delivery import Outcome, Sender
-from airflow_provider_alation.namespaces import NamespaceResolver, Resolution
+from airflow_provider_alation.resolution import NamespaceResolver, Resolution
 from airflow_provider_alation.settings import (
     DEFAULT_CONN_ID,
     AlationSettings,

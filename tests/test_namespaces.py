@@ -2,7 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from airflow_provider_alation.namespaces import NamespaceResolver, canonical, parse_namespace
+from airflow_provider_alation.namespaces import canonical, parse_namespace
+from airflow_provider_alation.resolution import NamespaceResolver
 
 
 @pytest.mark.parametrize(
@@ -56,19 +57,36 @@ def test_host_alias_keeps_scheme_and_fills_port() -> None:
     )
     # A bare host key matches that host on any port; a bare host value keeps the port.
     assert resolver.resolve("mysql://bastion.internal:3307").namespace == "mysql://db.example.com:3307"
-    # Default ports are filled in on both sides before matching.
-    assert resolver.resolve("postgres://pgbouncer.internal").namespace == "postgres://pgbouncer.internal"
+    # Default ports are filled in on both sides before matching: 5432 is not 6432.
+    unmatched = resolver.resolve("postgres://pgbouncer.internal")
+    assert (unmatched.namespace, unmatched.rule) == ("postgres://pgbouncer.internal:5432", "normaliser")
 
 
 def test_unmatched_namespace_is_sent_as_emitted() -> None:
     resolution = NamespaceResolver.from_map({"a.example.com:5432": "b.example.com:5432"}).resolve(
-        "snowflake://org-account"
+        "postgres://elsewhere.internal:5432"
     )
     assert resolution.rule == "unchanged"
-    assert resolution.namespace == "snowflake://org-account"
+    assert resolution.namespace == "postgres://elsewhere.internal:5432"
     assert not resolution.changed
 
 
 def test_default_port_is_matched_implicitly() -> None:
     resolver = NamespaceResolver.from_map({"postgres://db.internal:5432": "postgres://db.example.com:5432"})
     assert resolver.resolve("postgres://db.internal").namespace == "postgres://db.example.com:5432"
+
+
+def test_expressions_keep_their_order_across_scheme_buckets() -> None:
+    resolver = NamespaceResolver.from_map(
+        {
+            "re:^(postgres)://10\\.1\\.(.*)$": "postgres://generic-first.example.com:5432",
+            "re:^postgres://10\\.1\\.0\\.1:5432$": "postgres://specific-second.example.com:5432",
+            "re:^mysql://(.*)$": "mysql://mysql-rule.example.com:3306",
+        }
+    )
+    # The first expression (no literal scheme prefix) still wins over the later postgres-only one.
+    assert (
+        resolver.resolve("postgres://10.1.0.1:5432").namespace == "postgres://generic-first.example.com:5432"
+    )
+    assert resolver.resolve("mysql://anything:3306").namespace == "mysql://mysql-rule.example.com:3306"
+    assert resolver.resolve("trino://10.1.0.1:8080").rule == "unchanged"

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from airflow_provider_alation.namespaces import NamespaceResolver
+from airflow_provider_alation.resolution import NamespaceResolver
 from airflow_provider_alation.shaping import shape_event
 from tests.support.spec import validate_event
 

@@ -10,8 +10,13 @@ with a self-signed certificate (or plain HTTP if asked):
   Accepted events are recorded in order. Any other path: 404; a GET on the endpoint: 405.
 - ``POST /integration/v1/createAPIAccessToken/``: mints an access token from the refresh token and
   user id, answering HTTP 200 with ``"status": "failed"`` when they are wrong, as Alation does.
+- ``GET /integration/v1/datasource/`` and ``GET /integration/v2/datasource/``: the REST API's
+  ``TOKEN`` header (the API token or a minted access token; 401 otherwise), pages of ``limit``
+  objects (at most :attr:`FakeAlation.max_page`) from ``skip``, and an ``X-Next-Page`` header while
+  more remain (unless ``next_page_header`` is off, as on tenants that only take ``skip``).
 
-Faults for delivery tests are queued with :meth:`FakeAlation.fail_next`.
+Faults for delivery tests are queued with :meth:`FakeAlation.fail_next`, for the REST API with
+:meth:`FakeAlation.fail_api_next`; :attr:`FakeAlation.api_down` makes every REST call answer 503.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 REQUIRED_FIELDS = (
     ("eventType",),
@@ -127,6 +132,11 @@ class FakeAlation:
         self.events: list[dict[str, Any]] = []
         self.requests: list[Request] = []
         self.faults: list[Fault] = []
+        self.api_faults: list[Fault] = []
+        self.api_down = False
+        self.datasources: dict[str, list[dict[str, Any]]] = {"v1": [], "v2": []}
+        self.max_page = 1000
+        self.next_page_header = True
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer((host, port), _handler(self))
         self._server.daemon_threads = True
@@ -166,11 +176,22 @@ class FakeAlation:
         with self._lock:
             self.faults.extend(faults)
 
+    def fail_api_next(self, *faults: Fault) -> None:
+        with self._lock:
+            self.api_faults.extend(faults)
+
     def reset(self) -> None:
         with self._lock:
             self.events.clear()
             self.requests.clear()
             self.faults.clear()
+            self.api_faults.clear()
+
+    def api_requests(self, api: str | None = None) -> list[Request]:
+        """The REST data-source requests received (of one API version, or both)."""
+        prefix = f"/integration/{api}/datasource/" if api else "/integration/"
+        with self._lock:
+            return [r for r in self.requests if r.method == "GET" and r.path.startswith(prefix)]
 
     # -- request handling (called from the handler threads) ------------------------------------
     def _next_fault(self) -> Fault | None:
@@ -218,6 +239,37 @@ class FakeAlation:
             if errors:
                 return 400, {"detail": "invalid OpenLineage event", "errors": errors[:5]}, None
         return 200, {}, event
+
+    def _api_token_ok(self, presented: str | None) -> bool:
+        if not presented:
+            return False
+        if secrets.compare_digest(presented, self.token):
+            return True
+        with self._lock:
+            expiry = self.access_tokens.get(presented)
+        return expiry is not None and expiry > time.time()
+
+    def handle_datasources(
+        self, api: str, headers: dict[str, str], query: dict[str, list[str]]
+    ) -> tuple[int, Any, dict[str, str]]:
+        if not self._api_token_ok(headers.get("token")):
+            return 401, {"detail": "Authentication credentials were not provided."}, {}
+        try:
+            limit = int(query.get("limit", ["100"])[0])
+            skip = int(query.get("skip", ["0"])[0])
+        except ValueError:
+            return 400, {"detail": "limit and skip must be integers"}, {}
+        if limit < 1 or skip < 0:
+            return 400, {"detail": "limit must be >= 1 and skip >= 0"}, {}
+        limit = min(limit, self.max_page)
+        with self._lock:
+            items = self.datasources[api]
+            page = items[skip : skip + limit]
+            more = skip + limit < len(items)
+        extra = {}
+        if more and self.next_page_header:
+            extra["X-Next-Page"] = f"/integration/{api}/datasource/?limit={limit}&skip={skip + limit}"
+        return 200, page, extra
 
     def handle_create_token(self, body: bytes) -> tuple[int, dict[str, Any]]:
         try:
@@ -285,8 +337,25 @@ def _handler(fake: FakeAlation) -> type[BaseHTTPRequestHandler]:
             self._reply(status, payload)
 
         def do_GET(self) -> None:
-            path = urlsplit(self.path).path
+            parts = urlsplit(self.path)
+            path = parts.path
             headers = {k.lower(): v for k, v in self.headers.items()}
+            api = {"/integration/v1/datasource/": "v1", "/integration/v2/datasource/": "v2"}.get(path)
+            if api is not None:
+                with fake._lock:
+                    fault = fake.api_faults.pop(0) if fake.api_faults else None
+                    if fault is None and fake.api_down:
+                        fault = Fault(503, b'{"detail": "Service unavailable"}')
+                if fault is not None:
+                    if fault.delay:
+                        time.sleep(fault.delay)
+                    fake._record(Request("GET", self.path, headers, b"", fault.status))
+                    self._reply(fault.status, fault.body, fault.headers)
+                    return
+                status, payload, extra = fake.handle_datasources(api, headers, parse_qs(parts.query))
+                fake._record(Request("GET", self.path, headers, b"", status))
+                self._reply(status, payload, extra)
+                return
             status = 405 if path == fake.endpoint else 404
             fake._record(Request("GET", path, headers, b"", status))
             self._reply(status, {"detail": "Method not allowed." if status == 405 else "Not found."})
@@ -300,8 +369,20 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--tls-dir", help="serve HTTPS with a self-signed certificate written here")
     parser.add_argument("--events", help="append each accepted event to this JSON-lines file")
+    parser.add_argument(
+        "--datasources",
+        help='serve the data sources of this JSON file ({"v1": [...], "v2": [...]}), '
+        'or "reference" for the built-in examples of every kind',
+    )
     args = parser.parse_args()
-    fake = FakeAlation(args.token, tls_dir=args.tls_dir, port=args.port).start()
+    fake = FakeAlation(args.token, tls_dir=args.tls_dir, port=args.port)
+    if args.datasources == "reference":
+        from airflow_provider_alation.testing.catalog import reference_datasources
+
+        fake.datasources.update(reference_datasources())
+    elif args.datasources:
+        fake.datasources.update(json.loads(Path(args.datasources).read_text()))
+    fake.start()
     print(json.dumps({"url": fake.url, "cert": str(fake.cert_path) if fake.cert_path else None}), flush=True)
     written = 0
     try:

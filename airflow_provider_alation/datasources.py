@@ -1,0 +1,331 @@
+"""Alation data sources as a host:port index, and the matches a human would accept.
+
+Pure: no I/O, no Airflow. Alation links a dataset to a data source when the host:port of the
+dataset's namespace equals the host:port of the data source's JDBC URI. This module parses every
+URI form Alation stores (with or without ``jdbc:``, Oracle thin including ``DESCRIPTION=``
+blocks, SQL Server ``;`` properties and ``\\instance``, Teradata ``DBS_PORT``, several hosts,
+query strings) into endpoints, indexes them, and matches a parsed namespace against them:
+
+1. exactly, by host:port (the scheme is not compared, as in Alation);
+2. a Redshift ``cluster.region`` (what the OpenLineage provider emits) against the full endpoint
+   host ``cluster.<id>.region.redshift[-serverless].amazonaws.com``;
+3. a Snowflake account (``org-account`` or ``locator.region.cloud``) against its full host
+   ``....snowflakecomputing.com``, privatelink and legacy region spellings included;
+4. a short host name (``proddb``) against the one catalogued host whose first label it is, on
+   the same port, when exactly one such host exists.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from airflow_provider_alation.namespaces import DEFAULT_PORTS, Namespace, canonical_scheme
+
+Endpoint = tuple[str, int]
+
+_SCHEME_RE = re.compile(
+    r"^(?P<scheme>[a-z][a-z0-9+.\-]*(?::[a-z][a-z0-9+.\-]*)?)://(?P<rest>.*)$", re.I | re.S
+)
+_ORACLE_RE = re.compile(r"^oracle:(?:thin|oci8?):(?P<rest>.*)$", re.I | re.S)
+_DESCRIPTION_ADDRESS_RE = re.compile(r"\(\s*ADDRESS\s*=(?P<body>(?:\s*\([^()]*\))+)\s*\)", re.I)
+_DESCRIPTION_KEY_RE = re.compile(r"\(\s*(HOST|PORT)\s*=\s*([^()\s]+)\s*\)", re.I)
+_REDSHIFT_HOST_RE = re.compile(
+    r"^(?P<cluster>[a-z0-9-]+)\.[a-z0-9-]+\.(?P<region>[a-z0-9-]+)\.redshift(?:-serverless)?\.amazonaws\.com(?:\.cn)?$"
+)
+_SNOWFLAKE_SUFFIXES = (".snowflakecomputing.com", ".snowflakecomputing.cn")
+#: Snowflake hosts the account locator on ``<locator>.snowflakecomputing.com`` in AWS US West
+#: (Oregon); OpenLineage spells that account ``<locator>.us-west-1.aws`` (sic) or ``.us-west-2.aws``.
+_SNOWFLAKE_DEFAULT_REGIONS = ("us-west-2.aws", "us-west-1.aws")
+
+
+@dataclass(frozen=True)
+class DataSource:
+    """One Alation data source: what the API returned, and the endpoints parsed from it."""
+
+    id: int | str
+    title: str
+    uri: str
+    dbtype: str = ""
+    api: str = "v1"
+    endpoints: tuple[Endpoint, ...] = ()
+
+    @property
+    def label(self) -> str:
+        return f"#{self.id} {self.title}".strip() if self.title else f"#{self.id}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "title": self.title,
+            "uri": self.uri,
+            "dbtype": self.dbtype,
+            "api": self.api,
+            "endpoints": [f"{host}:{port}" for host, port in self.endpoints],
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> DataSource:
+        endpoints = []
+        for text in data.get("endpoints") or ():
+            host, _, port = str(text).rpartition(":")
+            if host and port.isdigit():
+                endpoints.append((host, int(port)))
+        return cls(
+            id=data.get("id", "?"),
+            title=str(data.get("title") or ""),
+            uri=str(data.get("uri") or ""),
+            dbtype=str(data.get("dbtype") or ""),
+            api=str(data.get("api") or "v1"),
+            endpoints=tuple(endpoints),
+        )
+
+    @classmethod
+    def from_api(cls, item: Mapping[str, Any], api: str) -> DataSource:
+        """An item of ``/integration/v1/datasource/`` or ``/integration/v2/datasource/``."""
+        uri = str(item.get("uri") or "")
+        dbtype = str(item.get("dbtype") or item.get("connector_name") or "")
+        endpoints = list(parse_datasource_uri(uri, dbtype))
+        # v1 items also carry host/port fields; keep them as an extra way in.
+        host, port = item.get("host"), item.get("port")
+        if isinstance(host, str) and host.strip():
+            scheme = canonical_scheme(dbtype) if dbtype else ""
+            number = _port(port, DEFAULT_PORTS.get(scheme))
+            if number:
+                endpoints.append((_host(host), number))
+        unique = tuple(dict.fromkeys(endpoints))
+        return cls(
+            id=item.get("id", "?"),
+            title=str(item.get("title") or ""),
+            uri=uri,
+            dbtype=dbtype,
+            api=api,
+            endpoints=unique,
+        )
+
+
+def _host(text: str) -> str:
+    """Lowercase, no trailing dot; IPv6 literals keep their brackets, as in namespaces."""
+    text = text.strip().lower().rstrip(".")
+    if ":" in text and not text.startswith("["):
+        text = f"[{text}]"
+    return text
+
+
+def _port(value: Any, default: int | None) -> int | None:
+    text = str(value).strip() if value is not None else ""
+    if text.isdigit() and 0 < int(text) < 65536:
+        return int(text)
+    return default or None
+
+
+def _split_authority(authority: str, default_port: int | None) -> list[Endpoint]:
+    """``h1:1,h2:2`` or ``[::1]:5432`` (user info dropped) into endpoints."""
+    authority = authority.rsplit("@", 1)[-1]
+    endpoints: list[Endpoint] = []
+    for part in authority.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        if part.startswith("["):
+            end = part.find("]")
+            host, tail = part[: end + 1], part[end + 1 :]
+            port_text = tail[1:].split(":")[0] if tail.startswith(":") else ""
+        else:
+            host, _, port_text = part.partition(":")
+            port_text = port_text.split(":")[0]
+        port = _port(port_text, default_port)
+        if host and port:
+            endpoints.append((_host(host), port))
+    return endpoints
+
+
+def _properties(text: str, separators: str) -> dict[str, str]:
+    props: dict[str, str] = {}
+    for piece in re.split(f"[{re.escape(separators)}]", text):
+        key, eq, value = piece.partition("=")
+        if eq:
+            props[key.strip().lower()] = value.strip()
+    return props
+
+
+def _oracle(rest: str) -> list[Endpoint]:
+    """``@host:1521:SID``, ``@host:1521/svc``, ``@//host:1521/svc``, ``@(DESCRIPTION=...)``."""
+    if "@" in rest:
+        rest = rest.split("@", 1)[1]
+    rest = rest.strip()
+    if rest.startswith("("):
+        endpoints = []
+        for address in _DESCRIPTION_ADDRESS_RE.finditer(rest):
+            keys = {k.upper(): v for k, v in _DESCRIPTION_KEY_RE.findall(address["body"])}
+            port = _port(keys.get("PORT"), 1521)
+            if keys.get("HOST") and port:
+                endpoints.append((_host(keys["HOST"]), port))
+        return endpoints
+    head = re.split(r"[/?]", rest.removeprefix("//"), maxsplit=1)[0]
+    return _split_authority(head, 1521)  # host:port:SID -> the SID is dropped
+
+
+def parse_datasource_uri(uri: str, dbtype: str = "") -> list[Endpoint]:
+    """Every host:port an Alation data source URI names, default ports filled in; [] if none."""
+    text = (uri or "").strip()
+    if text.lower().startswith("jdbc:"):
+        text = text[5:]
+    oracle = _ORACLE_RE.match(text)
+    if oracle:
+        return _oracle(oracle["rest"])
+    match = _SCHEME_RE.match(text)
+    if not match:
+        return []
+    scheme = canonical_scheme(match["scheme"])
+    rest = match["rest"]
+    inner = _SCHEME_RE.match(rest)
+    if inner and inner["scheme"].lower() in ("http", "https"):
+        # BigQuery's Simba URI: bigquery://https://www.googleapis.com/bigquery/v2:443/project
+        rest = inner["rest"]
+    default_port = DEFAULT_PORTS.get(scheme) or DEFAULT_PORTS.get(canonical_scheme(dbtype)) or None
+    authority = re.split(r"[/?;#]", rest, maxsplit=1)[0]
+    tail = rest[len(authority) :]
+    if scheme == "mssql":
+        props = _properties(tail, ";")
+        host = authority or props.get("servername") or props.get("server") or ""
+        port_prop = props.get("portnumber") or props.get("port")
+        if "\\" in host:  # host\instance[:port]: a named instance; its port is a property or :port
+            host_part, _, instance = host.partition("\\")
+            explicit = instance.split(":", 1)[1] if ":" in instance else None
+            return [(_host(host_part), _port(explicit or port_prop, default_port) or 1433)]
+        endpoints = _split_authority(host, default_port)
+        if port_prop and endpoints and ":" not in host:
+            endpoints = [(h, _port(port_prop, p) or p) for h, p in endpoints]
+        return endpoints
+    if scheme == "teradata":
+        props = _properties(tail.lstrip("/"), ",/;?&")
+        port = _port(props.get("dbs_port"), default_port)
+        if ":" in authority:
+            return _split_authority(authority, port)
+        return [(_host(authority), port)] if authority and port else []
+    return _split_authority(authority, default_port)
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return True
+
+
+def snowflake_account_keys(host: str) -> set[str]:
+    """The spellings of a Snowflake account that name the same host.
+
+    ``xy12345.us-east-1.privatelink.snowflakecomputing.com`` -> ``xy12345.us-east-1``,
+    ``xy12345.us-east-1.aws``; ``xy12345.snowflakecomputing.com`` -> ``xy12345``,
+    ``xy12345.us-west-2.aws``, ``xy12345.us-west-1.aws``; an OpenLineage namespace host
+    (``org-account``, ``xy12345.us-east-1.aws``) gives the same keys, underscores as hyphens.
+    """
+    host = host.lower().rstrip(".").replace("_", "-")
+    for suffix in _SNOWFLAKE_SUFFIXES:
+        if host.endswith(suffix):
+            host = host[: -len(suffix)]
+            break
+    labels = [label for label in host.split(".") if label and label != "privatelink"]
+    if not labels:
+        return set()
+    account = ".".join(labels)
+    keys = {account}
+    if len(labels) == 1 and "-" not in labels[0]:
+        keys.update(f"{labels[0]}.{region}" for region in _SNOWFLAKE_DEFAULT_REGIONS)
+    elif len(labels) == 2:
+        keys.add(f"{account}.aws")
+    elif len(labels) == 3 and labels[2] == "aws":
+        keys.add(".".join(labels[:2]))
+        if labels[1] + ".aws" in _SNOWFLAKE_DEFAULT_REGIONS:
+            keys.add(labels[0])
+    return keys
+
+
+@dataclass(frozen=True)
+class Match:
+    """A namespace matched to catalogued endpoint(s)."""
+
+    host: str
+    port: int
+    sources: tuple[DataSource, ...]
+    how: str  # "host:port", "redshift cluster", "snowflake account", "short host name"
+
+    @property
+    def label(self) -> str:
+        first = self.sources[0].label
+        more = f" (+{len(self.sources) - 1} more)" if len(self.sources) > 1 else ""
+        return first + more
+
+
+@dataclass
+class DataSourceIndex:
+    """Data sources by host:port, with the secondary keys the fuzzy matches need."""
+
+    sources: tuple[DataSource, ...] = ()
+    by_endpoint: dict[Endpoint, list[DataSource]] = field(default_factory=dict)
+    _redshift: dict[tuple[str, str, int], set[Endpoint]] = field(default_factory=dict)
+    _snowflake: dict[tuple[str, int], set[Endpoint]] = field(default_factory=dict)
+    _short: dict[tuple[str, int], set[Endpoint]] = field(default_factory=dict)
+
+    @classmethod
+    def build(cls, sources: Iterable[DataSource]) -> DataSourceIndex:
+        index = cls(sources=tuple(sources))
+        for source in index.sources:
+            for endpoint in source.endpoints:
+                index.by_endpoint.setdefault(endpoint, []).append(source)
+        for host, port in index.by_endpoint:
+            redshift = _REDSHIFT_HOST_RE.match(host)
+            if redshift:
+                index._redshift.setdefault((redshift["cluster"], redshift["region"], port), set()).add(
+                    (host, port)
+                )
+            if host.endswith(_SNOWFLAKE_SUFFIXES):
+                for key in snowflake_account_keys(host):
+                    index._snowflake.setdefault((key, port), set()).add((host, port))
+            if "." in host and not _is_ip(host):
+                index._short.setdefault((host.split(".", 1)[0], port), set()).add((host, port))
+        return index
+
+    def __len__(self) -> int:
+        return len(self.sources)
+
+    def lookup(self, host: str, port: int | None) -> tuple[DataSource, ...]:
+        if port is None:
+            return ()
+        return tuple(self.by_endpoint.get((host, port), ()))
+
+    def _single(self, candidates: set[Endpoint] | None, how: str) -> Match | None:
+        if not candidates or len(candidates) != 1:
+            return None
+        host, port = next(iter(candidates))
+        return Match(host, port, tuple(self.by_endpoint[(host, port)]), how)
+
+    def match(self, namespace: Namespace) -> Match | None:
+        """The catalogued endpoint this namespace names, exactly or by an unambiguous fuzzy rule."""
+        host, port = namespace.host, namespace.port
+        if not host or port is None:
+            return None
+        exact = self.by_endpoint.get((host, port))
+        if exact:
+            return Match(host, port, tuple(exact), "host:port")
+        labels = host.split(".")
+        if namespace.scheme in ("redshift", "postgres") and len(labels) == 2:
+            hit = self._single(self._redshift.get((labels[0], labels[1], port)), "redshift cluster")
+            if hit:
+                return hit
+        if namespace.scheme == "snowflake" or host.endswith(_SNOWFLAKE_SUFFIXES):
+            found: set[Endpoint] = set()
+            for key in snowflake_account_keys(host):
+                found |= self._snowflake.get((key, port), set())
+            hit = self._single(found, "snowflake account")
+            if hit:
+                return hit
+        if len(labels) == 1 and not _is_ip(host):
+            return self._single(self._short.get((host, port)), "short host name")
+        return None

@@ -1,0 +1,351 @@
+"""Discovery: Alation's data sources, read over the REST API and cached on disk with a TTL.
+
+I/O edge. ``GET /integration/v1/datasource/`` (native sources) and ``/integration/v2/datasource/``
+(OCF connector sources), ``TOKEN`` header, pages of ``limit`` objects followed by the
+``X-Next-Page`` header (or ``skip`` when a tenant does not send it), 429/5xx and network errors
+retried with back-off inside a deadline.
+
+The OpenLineage provider emits each task event from a short-lived forked process, so the index
+lives in a JSON file under ``cache_dir`` (atomic replace, mode 0600): a process reuses it while it
+is younger than ``discovery_ttl``; one process at a time (a non-blocking ``flock``) refreshes it;
+when Alation's REST API fails, the stale file keeps being used, the failure is remembered for a
+few minutes so that other processes do not each spend their time budget on it, and the event
+still goes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urljoin
+
+import requests
+
+from airflow_provider_alation.datasources import DataSource, DataSourceIndex
+from airflow_provider_alation.delivery import (
+    TRANSIENT_STATUS,
+    USER_AGENT,
+    classify_exception,
+    retry_after_seconds,
+    retrying_until,
+)
+from airflow_provider_alation.disk import atomic_write, cache_key
+from airflow_provider_alation.settings import AlationSettings
+
+log = logging.getLogger(__name__)
+
+APIS = (("v1", "integration/v1/datasource/"), ("v2", "integration/v2/datasource/"))
+PAGE_SIZE = 1000
+MAX_PAGES = 10_000
+#: Bumped when the endpoint parser changes, so cached files are re-parsed from their URIs.
+PARSER_VERSION = 1
+#: After a failed refresh, processes use the stale file for this long before trying again.
+FAILURE_BACKOFF_SECONDS = 300.0
+
+
+class DiscoveryError(RuntimeError):
+    """Alation's data sources could not be read; the message never contains the token."""
+
+    def __init__(self, message: str, problem: str) -> None:
+        super().__init__(message)
+        self.problem = problem
+
+
+# -- the REST client ------------------------------------------------------------------------------
+class DataSourceClient:
+    """Reads every data source over both APIs, one request per page."""
+
+    def __init__(
+        self,
+        settings: AlationSettings,
+        token: Callable[[], str],
+        session: requests.Session | None = None,
+    ) -> None:
+        self.settings = settings
+        self._token = token
+        self._session = session or requests.Session()
+        self.requests_made = 0
+
+    def __repr__(self) -> str:
+        return f"DataSourceClient(url={self.settings.url!r})"
+
+    def fetch(self, deadline: float) -> list[DataSource]:
+        sources: list[DataSource] = []
+        for api, path in APIS:
+            sources.extend(self._fetch_api(api, path, deadline))
+        return sources
+
+    def _fetch_api(self, api: str, path: str, deadline: float) -> Iterator[DataSource]:
+        base = f"{self.settings.url}/"
+        url: str | None = urljoin(base, f"{path}?limit={PAGE_SIZE}&skip=0")
+        skip, seen = 0, set()
+        for _ in range(MAX_PAGES):
+            if url is None:
+                return
+            if url in seen:
+                raise DiscoveryError(f"{path}: the API sent the page {url} twice; stopping", "bad_response")
+            seen.add(url)
+            response = self._get(url, deadline)
+            if response.status_code == 404 and api == "v2" and skip == 0:
+                log.debug("Alation lineage: %s not found; this tenant has no OCF data sources", path)
+                return
+            items = self._items(response, path)
+            for item in items:
+                if isinstance(item, dict) and not item.get("deleted"):
+                    yield DataSource.from_api(item, api)
+            skip += len(items)
+            next_page = response.headers.get("X-Next-Page")
+            if next_page:
+                url = urljoin(base, next_page)
+            elif len(items) >= PAGE_SIZE:
+                url = urljoin(base, f"{path}?limit={PAGE_SIZE}&skip={skip}")
+            else:
+                url = None
+        raise DiscoveryError(f"{path}: more than {MAX_PAGES} pages; stopping", "bad_response")
+
+    def _items(self, response: requests.Response, path: str) -> list[Any]:
+        if response.status_code in (401, 403):
+            raise DiscoveryError(
+                f"HTTP {response.status_code} from {path}: Alation's REST API refused the token (TOKEN "
+                "header). Discovery needs an API access token, or a refresh token with "
+                '"token_type": "refresh_token" and the user id as login; '
+                "or set discover_datasources to false",
+                "auth",
+            )
+        if response.status_code != 200:
+            raise DiscoveryError(
+                f"HTTP {response.status_code} from {path}: {response.text[:200].strip()}", "server"
+            )
+        try:
+            body = response.json()
+        except ValueError:
+            raise DiscoveryError(f"{path}: the answer is not JSON", "bad_response") from None
+        if isinstance(body, dict):  # tolerate a {"results": [...]} envelope
+            body = body.get("results", body.get("data"))
+        if not isinstance(body, list):
+            raise DiscoveryError(f"{path}: expected a JSON list of data sources", "bad_response")
+        return body
+
+    def _get(self, url: str, deadline: float) -> requests.Response:
+        def attempt() -> requests.Response | DiscoveryError:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0.05:
+                return DiscoveryError("no time left to read Alation's data sources", "timeout")
+            try:
+                token = self._token()
+            except Exception as exc:  # noqa: BLE001 - e.g. a refresh token Alation will not exchange
+                return DiscoveryError(str(exc), "auth")
+            per_request = min(self.settings.timeout, remaining)
+            self.requests_made += 1
+            try:
+                return self._session.get(
+                    url,
+                    headers={"TOKEN": token, "Accept": "application/json", "User-Agent": USER_AGENT},
+                    timeout=(per_request, per_request),
+                    verify=self.settings.verify,
+                    allow_redirects=False,
+                )
+            except requests.RequestException as exc:
+                outcome = classify_exception(exc)
+                return DiscoveryError(outcome.detail, outcome.problem)
+
+        def transient(result: requests.Response | DiscoveryError) -> bool:
+            if isinstance(result, DiscoveryError):
+                return result.problem in ("unreachable", "timeout") and "no time left" not in str(result)
+            return result.status_code in TRANSIENT_STATUS
+
+        def hinted(result: requests.Response | DiscoveryError) -> float | None:
+            return retry_after_seconds(result) if isinstance(result, requests.Response) else None
+
+        result = retrying_until(deadline, transient, hinted)(attempt)
+        if isinstance(result, DiscoveryError):
+            raise result
+        return result
+
+
+# -- the disk cache -------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Snapshot:
+    fetched_at: float
+    sources: tuple[DataSource, ...]
+
+
+#: In-process memo of parsed cache files, keyed by path and (mtime, size): a process re-reads the
+#: file only when another process has replaced it.
+_MEMO: dict[str, tuple[tuple[int, int], Snapshot, DataSourceIndex]] = {}
+
+
+class DiscoveryCache:
+    """``datasources-<key>.json`` (the index), ``.status.json`` (last failure), ``.lock``."""
+
+    def __init__(self, cache_dir: str | Path, url: str) -> None:
+        self.url = url
+        key = cache_key(url)
+        self.dir = Path(cache_dir)
+        self.path = self.dir / f"datasources-{key}.json"
+        self.status_path = self.dir / f"datasources-{key}.status.json"
+        self.lock_path = self.dir / f"datasources-{key}.lock"
+
+    def read(self) -> tuple[Snapshot, DataSourceIndex] | None:
+        try:
+            stat = self.path.stat()
+        except FileNotFoundError:
+            return None
+        signature = (stat.st_mtime_ns, stat.st_size)
+        memo = _MEMO.get(str(self.path))
+        if memo is not None and memo[0] == signature:
+            return memo[1], memo[2]
+        try:
+            data = json.loads(self.path.read_bytes())
+            if data.get("url") != self.url:
+                return None
+            items = data["datasources"]
+            if data.get("parser") == PARSER_VERSION:
+                sources = tuple(DataSource.from_dict(item) for item in items)
+            else:  # written by another version: parse the URIs again
+                sources = tuple(DataSource.from_api(item, item.get("api", "v1")) for item in items)
+            snapshot = Snapshot(float(data["fetched_at"]), sources)
+        except (OSError, ValueError, KeyError, TypeError):
+            log.warning("Alation lineage: ignoring unreadable data-source cache %s", self.path)
+            return None
+        index = DataSourceIndex.build(snapshot.sources)
+        _MEMO[str(self.path)] = (signature, snapshot, index)
+        return snapshot, index
+
+    def write(self, sources: list[DataSource], fetched_at: float) -> None:
+        payload = {
+            "url": self.url,
+            "fetched_at": fetched_at,
+            "parser": PARSER_VERSION,
+            "datasources": [source.to_dict() for source in sources],
+        }
+        atomic_write(self.path, json.dumps(payload, separators=(",", ":")).encode())
+
+    def last_failure(self) -> dict[str, Any] | None:
+        try:
+            return json.loads(self.status_path.read_bytes())
+        except (OSError, ValueError):
+            return None
+
+    def record_failure(self, error: DiscoveryError, at: float) -> None:
+        payload = {"failed_at": at, "problem": error.problem, "detail": str(error)}
+        with contextlib.suppress(OSError):
+            atomic_write(self.status_path, json.dumps(payload).encode())
+
+    def clear_failure(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.status_path.unlink()
+
+    @contextlib.contextmanager
+    def refresh_lock(self, wait: float) -> Iterator[bool]:
+        """Hold the refresh lock (True), or give up after ``wait`` seconds (False)."""
+        self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            give_up = time.monotonic() + wait
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    if time.monotonic() >= give_up:
+                        yield False
+                        return
+                    time.sleep(0.05)
+                    continue
+                try:
+                    yield True
+                finally:
+                    fcntl.flock(fd, fcntl.LOCK_UN)
+                return
+        finally:
+            os.close(fd)
+
+
+# -- what callers use -------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class IndexLoad:
+    """The index to resolve with (None when there is none), and where it came from."""
+
+    index: DataSourceIndex | None
+    state: str  # "fresh", "refreshed", "stale", "unavailable"
+    fetched_at: float | None = None
+    detail: str = ""
+    requests: int = 0
+
+    @property
+    def sources(self) -> tuple[DataSource, ...]:
+        return self.index.sources if self.index is not None else ()
+
+    def age(self, now: float | None = None) -> float | None:
+        if self.fetched_at is None:
+            return None
+        return (now if now is not None else time.time()) - self.fetched_at
+
+
+def load_index(
+    settings: AlationSettings,
+    budget: float,
+    *,
+    token: Callable[[], str],
+    refresh: bool = False,
+    session: requests.Session | None = None,
+    now: Callable[[], float] = time.time,
+) -> IndexLoad:
+    """The discovered index: from the cache while fresh, else refreshed within ``budget`` seconds.
+
+    Never raises for an Alation or network problem: a failed refresh returns the stale index (or
+    none) with the reason in ``detail``. ``refresh`` forces a refresh (the CLI's ``--refresh``).
+    """
+    deadline = time.monotonic() + budget
+    cache = DiscoveryCache(settings.cache_dir, settings.url)
+    cached = cache.read()
+
+    def from_cache(state: str, detail: str = "", made: int = 0) -> IndexLoad:
+        if cached is None:
+            return IndexLoad(None, "unavailable", None, detail, made)
+        return IndexLoad(cached[1], state, cached[0].fetched_at, detail, made)
+
+    if cached is not None and not refresh and now() - cached[0].fetched_at < settings.discovery_ttl:
+        return from_cache("fresh")
+    failure = cache.last_failure()
+    if (
+        not refresh
+        and failure is not None
+        and now() - float(failure.get("failed_at", 0)) < min(FAILURE_BACKOFF_SECONDS, settings.discovery_ttl)
+    ):
+        return from_cache("stale", f"last refresh failed: {failure.get('detail', '?')}")
+
+    # Without any cache, wait (within the budget) for a process that is refreshing; else don't.
+    with cache.refresh_lock(wait=max(0.0, deadline - time.monotonic()) if cached is None else 0.0) as held:
+        if not held:
+            cached = cache.read() or cached
+            return from_cache("stale", "another process is refreshing the data sources")
+        latest = cache.read()
+        if latest is not None and not refresh and now() - latest[0].fetched_at < settings.discovery_ttl:
+            cached = latest
+            return from_cache("fresh")
+        client = DataSourceClient(settings, token, session)
+        started = now()
+        try:
+            sources = client.fetch(deadline)
+        except DiscoveryError as exc:
+            cache.record_failure(exc, now())
+            return from_cache("stale", str(exc), client.requests_made)
+        try:
+            cache.write(sources, started)
+        except OSError as exc:
+            log.warning("Alation lineage: cannot write the data-source cache %s: %s", cache.path, exc)
+            return IndexLoad(DataSourceIndex.build(sources), "refreshed", started, "", client.requests_made)
+        cache.clear_failure()
+        cached = cache.read()
+        if cached is None:  # pragma: no cover - the file was just written
+            return IndexLoad(DataSourceIndex.build(sources), "refreshed", started, "", client.requests_made)
+        return IndexLoad(cached[1], "refreshed", cached[0].fetched_at, "", client.requests_made)

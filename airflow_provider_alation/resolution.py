@@ -1,0 +1,169 @@
+"""What each dataset namespace becomes, by which rule, and whether Alation knows its host:port.
+
+Pure: no I/O, no Airflow. Order (``../shared/design.md``):
+
+1. the user's ``namespace_map``: exact namespace, host alias, ``re:`` expressions;
+2. built-in normalisers (Snowflake account -> ``<account>.snowflakecomputing.com:443``; a
+   missing default port filled in);
+3. discovered Alation data sources (exact host:port, then Redshift cluster, Snowflake account
+   and unique short-host matches), when an index is given;
+4. otherwise unchanged.
+
+Every :class:`Resolution` says whether the result matches a known data source (only knowable
+with discovery) and, when it does not, the exact fix: the ``host:port`` to paste into Alation's
+"Additional Datasource Connections" field, or the ``namespace_map`` entry to add.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from airflow_provider_alation.datasources import DataSourceIndex, Match
+from airflow_provider_alation.namespaces import Namespace, NamespaceRules, parse_namespace
+from airflow_provider_alation.normalisers import is_unresolvable, normalise
+
+#: Rules in the order they are tried; "unchanged" and "not_applicable" are the two ways out.
+RULES = ("exact", "host", "regex", "normaliser", "datasource", "unchanged", "not_applicable")
+_CACHE_LIMIT = 100_000
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """What a namespace becomes and why."""
+
+    original: str
+    namespace: str
+    rule: str
+    detail: str = ""
+    #: The Alation data source whose host:port the result matches (discovery only), else None.
+    datasource: str | None = None
+    #: What to do when the result is not known to match a data source; "" when nothing to do.
+    fix: str = ""
+
+    @property
+    def changed(self) -> bool:
+        return self.namespace != self.original
+
+    @property
+    def matched(self) -> bool:
+        return self.datasource is not None
+
+    @property
+    def host_port(self) -> str | None:
+        return parse_namespace(self.namespace).host_port
+
+
+def _emitted_scheme(original: str) -> str:
+    text = original.strip()
+    if text.lower().startswith("jdbc:"):
+        text = text[5:]
+    return text.partition("://")[0].lower()
+
+
+def _spell(scheme: str, host: str, port: int | None, rest: str) -> str:
+    return f"{scheme}://{host}:{port}{rest}" if port else f"{scheme}://{host}{rest}"
+
+
+def _fix(parsed: Namespace, discovery: bool) -> str:
+    """The exact change that makes Alation link a namespace that matched nothing."""
+    host_port = parsed.host_port
+    if parsed.port is None:
+        return (
+            f'{parsed} has no port; add a namespace_map entry "{parsed.host}": '
+            '"<host>:<port> of the Alation data source\'s JDBC URI"'
+        )
+    labels = (parsed.host or "").split(".")
+    if parsed.scheme == "redshift" and len(labels) == 2:
+        cluster, region = labels
+        endpoint = f"{cluster}.<id>.{region}.redshift.amazonaws.com:{parsed.port}"
+        return (
+            f'add the namespace_map entry "{host_port}": "{endpoint}" (the cluster endpoint your Alation '
+            f"Redshift data source uses), or add {host_port} to that data source's "
+            "'Additional Datasource Connections' field"
+            + ("" if discovery else ", or set discover_datasources to true")
+        )
+    return (
+        f"add {host_port} to the 'Additional Datasource Connections' field of the Alation data source "
+        f'it belongs to, or add the namespace_map entry "{host_port}": "<host>:<port> of that data '
+        "source's JDBC URI\""
+        + ("" if discovery else " (discover_datasources: true checks this against Alation)")
+    )
+
+
+@dataclass
+class NamespaceResolver:
+    """Resolves namespaces with the user's rules, the normalisers and an optional discovered index.
+
+    Build one per settings (and index); :meth:`resolve` is memoised per namespace.
+    """
+
+    rules: NamespaceRules = field(default_factory=NamespaceRules)
+    index: DataSourceIndex | None = None
+    _cache: dict[str, Resolution] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def from_map(
+        cls, namespace_map: dict[str, str], index: DataSourceIndex | None = None
+    ) -> NamespaceResolver:
+        return cls(NamespaceRules.from_map(namespace_map), index)
+
+    def resolve(self, namespace: str) -> Resolution:
+        hit = self._cache.get(namespace)
+        if hit is None:
+            hit = self.resolve_uncached(namespace)
+            if len(self._cache) < _CACHE_LIMIT:
+                self._cache[namespace] = hit
+        return hit
+
+    def resolve_uncached(self, namespace: str) -> Resolution:
+        parsed = parse_namespace(namespace)
+        discovery = self.index is not None
+        if is_unresolvable(parsed):
+            return Resolution(
+                namespace,
+                namespace,
+                "not_applicable",
+                f"{parsed.scheme} namespaces name no database host:port; Alation cannot link them to a "
+                "data source, so they are sent as emitted",
+            )
+
+        ruled = self.rules.apply(parsed)
+        if ruled is not None:
+            target = parse_namespace(ruled.namespace)
+            sources = self.index.lookup(target.host or "", target.port) if self.index else ()
+            label = sources[0].label if sources else None
+            fix = ""
+            if discovery and not sources:
+                fix = (
+                    f"no Alation data source has {target.host_port}: check the namespace_map entry "
+                    f"{ruled.detail!r}, or add {target.host_port} to the data source's "
+                    "'Additional Datasource Connections' field"
+                )
+            return Resolution(namespace, ruled.namespace, ruled.rule, ruled.detail, label, fix)
+
+        scheme = _emitted_scheme(namespace) or parsed.scheme
+        normalised = normalise(parsed)
+        candidate, rule, detail = parsed, "unchanged", ""
+        if normalised is not None:
+            candidate, detail = normalised
+            rule = "normaliser"
+        sent = _spell(scheme, candidate.host or "", candidate.port, candidate.rest)
+        if rule == "unchanged" and sent != namespace:
+            rule, detail = "normaliser", "canonical form (default port, lowercase host)"
+
+        if self.index is not None:
+            match: Match | None = self.index.match(candidate)
+            if match is None and candidate != parsed:
+                match = self.index.match(parsed)
+            if match is not None:
+                how = f"{match.how}: {match.label}"
+                return Resolution(
+                    namespace,
+                    _spell(scheme, match.host, match.port, candidate.rest),
+                    "datasource",
+                    how,
+                    match.label,
+                )
+        if rule == "unchanged":
+            sent = namespace
+        return Resolution(namespace, sent, rule, detail, None, _fix(candidate, discovery))
