@@ -17,7 +17,6 @@ query strings) into endpoints, indexes them, and matches a parsed namespace agai
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -210,12 +209,12 @@ def parse_datasource_uri(uri: str, dbtype: str = "") -> list[Endpoint]:
     return _split_authority(authority, default_port)
 
 
+_IPV4_RE = re.compile(r"^\d{1,3}(?:\.\d{1,3}){3}$")
+
+
 def _is_ip(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host.strip("[]"))
-    except ValueError:
-        return False
-    return True
+    """An IP literal (IPv6 literals keep their brackets here); cheaper than ``ipaddress``."""
+    return host.startswith("[") or ":" in host or bool(_IPV4_RE.match(host))
 
 
 def snowflake_account_keys(host: str) -> set[str]:
@@ -280,7 +279,7 @@ class DataSourceIndex:
             for endpoint in source.endpoints:
                 index.by_endpoint.setdefault(endpoint, []).append(source)
         for host, port in index.by_endpoint:
-            redshift = _REDSHIFT_HOST_RE.match(host)
+            redshift = _REDSHIFT_HOST_RE.match(host) if ".redshift" in host else None
             if redshift:
                 index._redshift.setdefault((redshift["cluster"], redshift["region"], port), set()).add(
                     (host, port)

@@ -124,6 +124,18 @@ def parse_host_port(text: str) -> tuple[str, int | None]:
     return _split_host_port(text.strip())
 
 
+_COMPILED: dict[str, re.Pattern[str]] = {}
+
+
+def compile_expression(pattern: str) -> re.Pattern[str]:
+    """``re.compile`` with a per-process cache larger than ``re``'s own (512 patterns): settings
+    validation and the rules share one compilation of each ``re:`` key."""
+    compiled = _COMPILED.get(pattern)
+    if compiled is None:
+        compiled = _COMPILED[pattern] = re.compile(pattern)
+    return compiled
+
+
 def _apply_target(source: Namespace, target: str) -> str:
     """A rule's value: a full namespace replaces; a bare host[:port] keeps the source's scheme."""
     if "://" in target:
@@ -167,7 +179,7 @@ class NamespaceRules:
         rules = cls()
         for order, (key, target) in enumerate(namespace_map.items()):
             if key.startswith("re:"):
-                expression = (order, re.compile(key[3:]), target, key)
+                expression = (order, compile_expression(key[3:]), target, key)
                 rules.expressions.append(expression)
                 literal = _LITERAL_SCHEME_RE.match(key[3:])
                 rules._by_scheme.setdefault(literal[1] if literal else None, []).append(expression)

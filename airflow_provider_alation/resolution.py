@@ -156,12 +156,11 @@ class NamespaceResolver:
             if match is None and candidate != parsed:
                 match = self.index.match(parsed)
             if match is not None:
-                how = f"{match.how}: {match.label}"
                 return Resolution(
                     namespace,
                     _spell(scheme, match.host, match.port, candidate.rest),
                     "datasource",
-                    how,
+                    match.how if rule == "unchanged" else f"{detail}, then {match.how}",
                     match.label,
                 )
         if rule == "unchanged":

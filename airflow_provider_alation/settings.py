@@ -25,6 +25,8 @@ from pydantic import (
     model_validator,
 )
 
+from airflow_provider_alation.namespaces import compile_expression
+
 DEFAULT_CONN_ID = "alation_default"
 DEFAULT_ENDPOINT = "open_lineage_event/"
 DEFAULT_OPT_IN_TAG = "alation"
@@ -168,7 +170,7 @@ class AlationSettings(BaseModel):
                 raise ValueError(f"entry {key!r}: {target!r} has an empty side; both sides must be set")
             if key.startswith("re:"):
                 try:
-                    re.compile(key[3:])
+                    compile_expression(key[3:])
                 except re.error as exc:
                     raise ValueError(f"expression {key!r} does not compile: {exc}") from None
         return value

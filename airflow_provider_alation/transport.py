@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 import threading
 import time
 from typing import TYPE_CHECKING, Any
@@ -24,6 +25,7 @@ from openlineage.client.transport.transport import Config, Transport
 
 from airflow_provider_alation import gate, metrics
 from airflow_provider_alation.delivery import Outcome, Sender
+from airflow_provider_alation.discovery import load_index
 from airflow_provider_alation.resolution import NamespaceResolver, Resolution
 from airflow_provider_alation.settings import (
     DEFAULT_CONN_ID,
@@ -41,6 +43,8 @@ log = logging.getLogger(__name__)
 
 #: Settings are re-read after this many seconds, so a long-lived process sees connection edits.
 SETTINGS_TTL_SECONDS = 60.0
+#: A long-lived process looks at the discovered data sources (the disk cache) this often.
+INDEX_RECHECK_SECONDS = 30.0
 
 _INLINE_ONLY = ("url", "token", "user_id")
 
@@ -77,6 +81,8 @@ class AlationTransport(Transport):
         self._settings_error: SettingsError | None = None
         self._loaded_at = float("-inf")
         self._resolver = NamespaceResolver()
+        self._index_checked_at = float("-inf")
+        self._bearer: BearerToken | None = None
         self._sender: Sender | None = None
         self._logged: set[str] = set()
 
@@ -126,8 +132,9 @@ class AlationTransport(Transport):
             return None
 
         raw = event if isinstance(event, dict) else Serde.to_dict(event)
-        shaped = shape_event(raw, self._resolver.resolve, settings.max_event_bytes)
-        self._report_resolutions(shaped.resolutions)
+        resolver = self._resolver_for(settings, started)
+        shaped = shape_event(raw, resolver.resolve, settings.max_event_bytes)
+        self._report_resolutions(shaped.resolutions, resolver.index is not None)
         if shaped.trimmed:
             log.warning(
                 "Alation lineage: event of %s was above max_event_bytes=%d; removed %s (now %d bytes)",
@@ -160,9 +167,10 @@ class AlationTransport(Transport):
                 else:
                     if settings != self._settings:
                         self._resolver = NamespaceResolver.from_map(settings.namespace_map)
+                        self._index_checked_at = float("-inf")
                         if self._sender is not None:
                             self._sender.close()
-                        self._sender = None
+                        self._sender, self._bearer = None, None
                     self._settings, self._settings_error = settings, None
                 self._loaded_at = time.monotonic()
             if self._settings_error is not None:
@@ -193,13 +201,44 @@ class AlationTransport(Transport):
 
         return load_settings(self.config.conn_id)
 
+    def _get_bearer(self, settings: AlationSettings) -> BearerToken:
+        with self._lock:
+            if self._bearer is None:
+                self._bearer = BearerToken(settings)
+            return self._bearer
+
     def _get_sender(self, settings: AlationSettings) -> Sender:
+        bearer = self._get_bearer(settings)
         with self._lock:
             if self._sender is None:
-                self._sender = Sender(
-                    settings.endpoint_url, BearerToken(settings), settings.timeout, settings.verify
-                )
+                self._sender = Sender(settings.endpoint_url, bearer, settings.timeout, settings.verify)
             return self._sender
+
+    def _resolver_for(self, settings: AlationSettings, started: float) -> NamespaceResolver:
+        """The resolver, with Alation's data sources when discovery is on (from the disk cache,
+        refreshed with at most half of what is left of the time budget)."""
+        if not settings.discover_datasources:
+            return self._resolver
+        if time.monotonic() - self._index_checked_at < INDEX_RECHECK_SECONDS:
+            return self._resolver
+        remaining = settings.time_budget - (time.monotonic() - started)
+        budget = max(0.0, min(settings.timeout, remaining / 2))
+        load = load_index(settings, budget, token=self._get_bearer(settings))
+        self._index_checked_at = time.monotonic()
+        if load.state in ("stale", "unavailable") and load.detail:
+            age = load.age()
+            self._log_once(
+                f"discovery:{load.state}:{load.detail}",
+                logging.WARNING,
+                "Alation lineage: could not refresh Alation's data sources (%s); %s. Events are still sent.",
+                load.detail,
+                f"resolving with the copy from {age / 60:.0f} min ago"
+                if age is not None
+                else "resolving without them until they can be read",
+            )
+        if load.index is not self._resolver.index:
+            self._resolver = NamespaceResolver(self._resolver.rules, load.index)
+        return self._resolver
 
     # -- reporting --------------------------------------------------------------------------------
     def _log_once(self, key: str, level: int, message: str, *args: Any) -> None:
@@ -208,27 +247,51 @@ class AlationTransport(Transport):
         self._logged.add(key)
         log.log(level, message, *args)
 
-    def _report_resolutions(self, resolutions: list[Resolution]) -> None:
+    def _report_resolutions(self, resolutions: list[Resolution], discovery: bool) -> None:
+        """One line per namespace per process: INFO when handled, WARNING when Alation won't link it."""
         for resolution in resolutions:
-            if resolution.changed:
+            key = f"ns:{resolution.original}"
+            if key in self._logged:
+                continue
+            if resolution.rule == "not_applicable":
+                detail = resolution.detail
+                self._log_once(key, logging.INFO, "Alation lineage: %s: %s", resolution.original, detail)
+            elif resolution.matched:
+                if resolution.changed:
+                    self._log_once(
+                        key,
+                        logging.INFO,
+                        "Alation lineage: namespace %s -> %s (%s rule %s), Alation data source %s",
+                        resolution.original,
+                        resolution.namespace,
+                        resolution.rule,
+                        resolution.detail,
+                        resolution.datasource,
+                    )
+            elif resolution.rule == "unchanged" or discovery:
                 self._log_once(
-                    f"ns:{resolution.original}",
+                    key,
+                    logging.WARNING,
+                    "Alation lineage: namespace %s is sent as %s, which %s: %s",
+                    resolution.original,
+                    resolution.namespace,
+                    "matches no Alation data source"
+                    if discovery
+                    else "matched no namespace_map rule, so Alation links it only if a data source's "
+                    "JDBC URI has the same host:port",
+                    resolution.fix,
+                )
+            else:
+                self._log_once(
+                    key,
                     logging.INFO,
-                    "Alation lineage: namespace %s -> %s (%s rule %s)",
+                    "Alation lineage: namespace %s -> %s (%s rule %s); Alation links it if a data "
+                    "source's JDBC URI has host:port %s",
                     resolution.original,
                     resolution.namespace,
                     resolution.rule,
                     resolution.detail,
-                )
-            elif resolution.rule == "unchanged":
-                self._log_once(
-                    f"ns:{resolution.original}",
-                    logging.WARNING,
-                    "Alation lineage: namespace %s matched no namespace_map rule and is sent as emitted; "
-                    "Alation links it only if a data source's JDBC URI has the same host:port. If not, add "
-                    "a namespace_map entry to the connection's extra, or add this host:port to the data "
-                    "source's 'Additional Datasource Connections' field in Alation.",
-                    resolution.original,
+                    resolution.host_port,
                 )
 
     def _report_outcome(self, outcome: Outcome, job_name: Any, settings: AlationSettings) -> None:
@@ -256,7 +319,13 @@ class AlationTransport(Transport):
 
 
 def _mask(secret: str) -> None:
-    """Register an inline token with Airflow's secrets masker, when running inside Airflow."""
+    """Register an inline token with Airflow's secrets masker when running inside Airflow.
+
+    Outside Airflow (plain openlineage-python producers) importing Airflow would cost seconds of
+    the first event's time budget for nothing, so the masker is only used if Airflow is loaded.
+    """
+    if "airflow" not in sys.modules:
+        return
     try:
         from airflow.sdk.log import mask_secret
     except ImportError:

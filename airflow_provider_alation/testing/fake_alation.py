@@ -134,6 +134,7 @@ class FakeAlation:
         self.faults: list[Fault] = []
         self.api_faults: list[Fault] = []
         self.api_down = False
+        self.api_delay = 0.0  # seconds before each data-source page is answered
         self.datasources: dict[str, list[dict[str, Any]]] = {"v1": [], "v2": []}
         self.max_page = 1000
         self.next_page_header = True
@@ -352,6 +353,8 @@ def _handler(fake: FakeAlation) -> type[BaseHTTPRequestHandler]:
                     fake._record(Request("GET", self.path, headers, b"", fault.status))
                     self._reply(fault.status, fault.body, fault.headers)
                     return
+                if fake.api_delay:
+                    time.sleep(fake.api_delay)
                 status, payload, extra = fake.handle_datasources(api, headers, parse_qs(parts.query))
                 fake._record(Request("GET", self.path, headers, b"", status))
                 self._reply(status, payload, extra)
