@@ -101,28 +101,49 @@ def _base_hook() -> Any:
     return BaseHook
 
 
+def _is_not_found(exc: Exception) -> bool:
+    return (
+        "isn't defined" in str(exc)
+        or "not found" in str(exc).lower()
+        or type(exc).__name__ in ("AirflowNotFoundException", "AirflowRuntimeError")
+    )
+
+
+def get_connection(conn_id: str) -> Any:
+    """The Airflow connection, wherever Airflow keeps it; None when it does not exist.
+
+    In a task (Airflow 3) only the Task SDK may read connections; in a command-line process or a
+    scheduler the Task SDK sees secrets backends and environment variables but not the metadata
+    database, so the core lookup (which includes it) is tried next.
+    """
+    try:
+        return _base_hook().get_connection(conn_id)
+    except Exception as exc:
+        if not _is_not_found(exc):
+            raise
+    try:
+        from airflow.models.connection import Connection
+    except ImportError:  # pragma: no cover - Airflow always has it
+        return None
+    try:
+        return Connection.get_connection_from_secrets(conn_id)
+    except Exception as exc:
+        if _is_not_found(exc) or "database" in str(exc).lower() or type(exc).__name__ == "RuntimeError":
+            return None
+        raise
+
+
 def load_settings(conn_id: str = DEFAULT_CONN_ID) -> AlationSettings:
     """Read the Airflow connection and validate it (raises :class:`SettingsError`)."""
-    try:
-        conn = _base_hook().get_connection(conn_id)
-    except Exception as exc:
-        if (
-            "isn't defined" in str(exc)
-            or "not found" in str(exc).lower()
-            or type(exc).__name__
-            in (
-                "AirflowNotFoundException",
-                "AirflowRuntimeError",
-            )
-        ):
-            raise SettingsError(
-                [
-                    f"connection {conn_id!r} does not exist; create it with conn type 'alation' "
-                    f"(Admin > Connections) or set AIRFLOW_CONN_{conn_id.upper()} to its JSON"
-                ],
-                f"Airflow connection {conn_id!r}",
-            ) from None
-        raise
+    conn = get_connection(conn_id)
+    if conn is None:
+        raise SettingsError(
+            [
+                f"connection {conn_id!r} does not exist; create it with conn type 'alation' "
+                f"(Admin > Connections) or set AIRFLOW_CONN_{conn_id.upper()} to its JSON"
+            ],
+            f"Airflow connection {conn_id!r}",
+        )
     return settings_from_connection(conn, conn_id)
 
 

@@ -1,0 +1,216 @@
+"""The ``airflow-alation`` command: see what namespaces become and which data sources Alation has.
+
+    airflow-alation resolve NAMESPACE... [--conn-id ID] [--map JSON] [--refresh] [--offline] [--json]
+    airflow-alation datasources [--conn-id ID] [--refresh] [--match TEXT] [--json]
+
+Settings come from the Airflow connection (``alation_default`` unless ``--conn-id``), as the
+transport reads them. Exit codes: 0 fine; 1 ``resolve``: a namespace matches no Alation data
+source (known only with discovery), ``datasources``: they could not be read; 2 bad settings or usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from airflow_provider_alation.discovery import IndexLoad, load_index
+from airflow_provider_alation.resolution import NamespaceResolver, Resolution
+from airflow_provider_alation.settings import DEFAULT_CONN_ID, AlationSettings, SettingsError, build_settings
+from airflow_provider_alation.tokens import BearerToken
+
+#: Interactive commands may wait longer for Alation than an emitting task would.
+CLI_DISCOVERY_BUDGET = 120.0
+EXIT_OK, EXIT_PROBLEM, EXIT_USAGE = 0, 1, 2
+
+
+def _settings(args: argparse.Namespace) -> AlationSettings:
+    from airflow_provider_alation.connection import load_settings
+
+    settings = load_settings(args.conn_id)
+    extra_map = getattr(args, "map", None)
+    if extra_map:
+        try:
+            rules = json.loads(extra_map)
+        except ValueError as exc:
+            raise SettingsError([f"--map: not valid JSON ({exc})"], "the command line") from None
+        if not isinstance(rules, dict):
+            raise SettingsError(
+                ['--map: give a JSON object such as {"10.0.0.5:5432": "db:5432"}'], "the command line"
+            )
+        values = settings.model_dump()
+        values["namespace_map"] = {**settings.namespace_map, **rules}
+        settings = build_settings(values, "the connection with --map", inline=True)
+    return settings
+
+
+def _discover(settings: AlationSettings, refresh: bool) -> IndexLoad:
+    return load_index(settings, CLI_DISCOVERY_BUDGET, token=BearerToken(settings), refresh=refresh)
+
+
+def _describe_load(load: IndexLoad) -> str:
+    count = f"{len(load.sources):,} data sources"
+    age = load.age()
+    when = f"{age / 60:.0f} min old" if age is not None else ""
+    if load.state == "fresh":
+        return f"{count} from the cache ({when})"
+    if load.state == "refreshed":
+        return f"{count} read from Alation just now ({load.requests} requests)"
+    if load.state == "stale":
+        return f"{count} from an out-of-date cache ({when}): {load.detail}"
+    return f"no data sources: {load.detail}"
+
+
+def _resolution_row(resolution: Resolution, discovery: bool) -> dict[str, Any]:
+    if resolution.rule == "not_applicable":
+        status = "not applicable"
+    elif resolution.matched:
+        status = "matched"
+    elif discovery:
+        status = "no match"
+    else:
+        status = "not checked"
+    return {
+        "namespace": resolution.original,
+        "sent_as": resolution.namespace,
+        "rule": resolution.rule,
+        "detail": resolution.detail,
+        "status": status,
+        "datasource": resolution.datasource,
+        "fix": resolution.fix if status != "matched" else "",
+    }
+
+
+def cmd_resolve(args: argparse.Namespace, console: Console) -> int:
+    settings = _settings(args)
+    load: IndexLoad | None = None
+    if settings.discover_datasources and not args.offline:
+        load = _discover(settings, args.refresh)
+    index = load.index if load is not None else None
+    resolver = NamespaceResolver.from_map(settings.namespace_map, index)
+    rows = [_resolution_row(resolver.resolve(namespace), index is not None) for namespace in args.namespaces]
+    if args.json:
+        print(json.dumps({"datasources": load.state if load else "off", "namespaces": rows}, indent=2))
+    else:
+        if load is None:
+            why = (
+                "--offline"
+                if args.offline
+                else 'discover_datasources is off; set "discover_datasources": true'
+            )
+            console.print(f"Alation data sources: not read ({why}), so matches cannot be confirmed.")
+        else:
+            console.print(f"Alation data sources: {_describe_load(load)}")
+        table = Table(show_lines=True)
+        for column in ("Namespace", "Sent to Alation as", "Rule", "Alation data source", "Fix"):
+            table.add_column(column, overflow="fold")
+        colours = {"matched": "green", "no match": "red", "not checked": "yellow", "not applicable": "dim"}
+        for row in rows:
+            shown = row["detail"] and row["status"] != "not applicable"
+            rule = Text.assemble(row["rule"], ("\n" + row["detail"], "dim") if shown else "")
+            source = row["datasource"] if row["status"] == "matched" else row["status"]
+            table.add_row(
+                Text(row["namespace"]),
+                Text(row["sent_as"]),
+                rule,
+                Text(source, style=colours[row["status"]]),
+                Text(row["fix"] or ("" if row["status"] != "not applicable" else row["detail"])),
+            )
+        console.print(table)
+    return EXIT_PROBLEM if any(row["status"] == "no match" for row in rows) else EXIT_OK
+
+
+def cmd_datasources(args: argparse.Namespace, console: Console) -> int:
+    settings = _settings(args)
+    load = _discover(settings, args.refresh)
+    sources = list(load.sources)
+    if args.match:
+        needle = args.match.lower()
+        sources = [
+            s
+            for s in sources
+            if needle in s.title.lower()
+            or needle in s.uri.lower()
+            or any(needle in h for h, _ in s.endpoints)
+        ]
+    if args.json:
+        print(
+            json.dumps(
+                {"state": load.state, "detail": load.detail, "datasources": [s.to_dict() for s in sources]},
+                indent=2,
+            )
+        )
+    else:
+        console.print(f"Alation data sources at {settings.url}: {_describe_load(load)}")
+        table = Table()
+        for column in ("Id", "API", "Type", "Title", "host:port", "URI"):
+            table.add_column(column, overflow="fold")
+        for source in sources:
+            endpoints = "\n".join(f"{h}:{p}" for h, p in source.endpoints)
+            table.add_row(
+                str(source.id),
+                source.api,
+                Text(source.dbtype),
+                Text(source.title),
+                Text(endpoints) if endpoints else Text("none parsed", style="red"),
+                Text(source.uri),
+            )
+        console.print(table)
+        if load.state == "fresh" and load.fetched_at:
+            console.print(
+                f"[dim]Cached {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(load.fetched_at))}; "
+                "--refresh reads Alation again.[/dim]"
+            )
+    return EXIT_PROBLEM if load.state == "unavailable" else EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="airflow-alation",
+        description="Alation lineage for Airflow: what namespaces become, which data sources Alation has.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--conn-id", default=DEFAULT_CONN_ID, help="Alation connection (default %(default)s)")
+        p.add_argument(
+            "--refresh", action="store_true", help="read Alation's data sources again, ignoring the cache"
+        )
+        p.add_argument("--json", action="store_true", help="machine-readable output")
+
+    resolve = sub.add_parser(
+        "resolve", help="what each namespace becomes, by which rule, and whether it matches"
+    )
+    resolve.add_argument("namespaces", nargs="+", metavar="NAMESPACE", help="e.g. postgres://10.0.0.5:5432")
+    resolve.add_argument("--map", help="extra namespace_map rules (JSON) to try before saving them")
+    resolve.add_argument("--offline", action="store_true", help="do not read Alation's data sources")
+    common(resolve)
+    resolve.set_defaults(handler=cmd_resolve)
+
+    datasources = sub.add_parser("datasources", help="the data sources Alation has, and their host:port")
+    datasources.add_argument("--match", help="only those whose title, URI or host contains this text")
+    common(datasources)
+    datasources.set_defaults(handler=cmd_datasources)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    console = Console(soft_wrap=False)
+    error = Console(stderr=True)
+    try:
+        return args.handler(args, console)
+    except SettingsError as exc:
+        error.print(str(exc), style="red", markup=False, highlight=False)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())
