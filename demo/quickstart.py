@@ -3,7 +3,9 @@
 No Alation tenant and no database server are needed: Airflow uses its embedded SQLite database and
 a local HTTPS stand-in plays Alation (the same one the tests use). The OpenLineage provider is
 configured with a composite transport: a ``file`` transport records every event the provider emits
-(before), and ``AlationTransport`` sends what Alation should get (after).
+(before), and ``AlationTransport`` sends what Alation should get (after). Discovery is on: the
+stand-in serves a catalogue of data sources of every kind, and the demo ends with
+``airflow-alation resolve`` on the namespaces the DAG emitted plus a few others.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from rich.console import Console
 from rich.table import Table
 
 from airflow_provider_alation import gate
+from airflow_provider_alation.testing.catalog import reference_datasources
 from airflow_provider_alation.testing.fake_alation import FakeAlation
 
 REPO = Path(__file__).resolve().parents[1]
@@ -29,6 +32,14 @@ NAMESPACE_MAP = {
     "postgres://10.0.0.5:5432": "postgres://prod-db.example.com:5432",
     "pgbouncer.internal:6432": "prod-db.example.com:5432",
 }
+#: Namespaces other DAGs would emit, resolved by the built-in normalisers and discovery.
+OTHER_NAMESPACES = (
+    "snowflake://myorg-myaccount",
+    "redshift://analytics.us-east-1:5439",
+    "databricks://adb-1234567890123456.7.azuredatabricks.net",
+    "postgres://reporting-db.internal:5432",
+    "bigquery",
+)
 
 console = Console(width=max(shutil.get_terminal_size((200, 40)).columns, 200))
 
@@ -54,11 +65,17 @@ def main() -> None:
     emitted = home / "emitted.jsonl"
     log = home / "airflow.log"
     with FakeAlation(TOKEN, tls_dir=home / "tls") as alation:
+        alation.datasources.update(reference_datasources())
         connection = {
             "conn_type": "alation",
             "host": alation.url,
             "password": TOKEN,
-            "extra": {"namespace_map": NAMESPACE_MAP, "verify": str(alation.cert_path)},
+            "extra": {
+                "namespace_map": NAMESPACE_MAP,
+                "verify": str(alation.cert_path),
+                "discover_datasources": True,
+                "cache_dir": str(home / "cache"),
+            },
         }
         transport = {
             "type": "composite",
@@ -89,6 +106,25 @@ def main() -> None:
         with console.status(f"airflow dags test {DAG_ID} ..."):
             run_airflow(["dags", "test", DAG_ID], env, log)
         received = list(alation.events)
+        api_calls_in_run = len(alation.api_requests())
+        emitted_namespaces = sorted(
+            {
+                d["namespace"]
+                for line in emitted.read_text().splitlines()
+                if line.strip()
+                for d in (json.loads(line).get("inputs") or []) + (json.loads(line).get("outputs") or [])
+            }
+        )
+        cli = str(Path(sys.executable).with_name("airflow-alation"))
+        with console.status("airflow-alation resolve ..."):
+            resolved = subprocess.run(
+                [cli, "resolve", *emitted_namespaces, *OTHER_NAMESPACES],
+                env={**env, "COLUMNS": str(console.width)},
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+        api_calls_in_resolve = len(alation.api_requests()) - api_calls_in_run
 
     events = [json.loads(line) for line in emitted.read_text().splitlines() if line.strip()]
     sent_ids = {e["run"]["runId"] for e in received}
@@ -125,6 +161,11 @@ def main() -> None:
             datasets(event, "outputs"),
         )
     console.print(after)
+    console.print(
+        f"\n[bold]3. airflow-alation resolve[/bold] (data-source API calls: {api_calls_in_run} in the DAG "
+        f"run, {api_calls_in_resolve} for this command, which read the cache the tasks wrote)"
+    )
+    console.print(resolved.stdout.rstrip(), markup=False, highlight=False)
     console.print(f"Full events: {emitted} (before); Airflow log: {log}")
     if len(received) != 2:
         console.print("[red]Expected 2 events at the stand-in; see the Airflow log.[/red]")

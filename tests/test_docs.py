@@ -5,7 +5,12 @@ from __future__ import annotations
 import json
 import re
 
-from airflow_provider_alation.settings import EXTRA_KEYS, AlationSettings, default_spool_dir
+from airflow_provider_alation.settings import (
+    EXTRA_KEYS,
+    AlationSettings,
+    default_cache_dir,
+    default_spool_dir,
+)
 from tests.support.airflow_home import REPO
 
 ROW = re.compile(r"^\| `(?P<key>[a-z_]+)` \| `(?P<default>[^`]*)` \| (?P<meaning>.+) \|$")
@@ -23,8 +28,8 @@ def test_every_extra_key_is_documented_with_its_default(monkeypatch) -> None:
     monkeypatch.setenv("AIRFLOW_HOME", "$AIRFLOW_HOME")
     defaults = AlationSettings(url="https://x.example.com", token="t").model_dump(mode="json")
     for key in EXTRA_KEYS:
-        if key == "spool_dir":
-            assert documented[key] == default_spool_dir()
+        if key in ("spool_dir", "cache_dir"):
+            assert documented[key] == {"spool_dir": default_spool_dir, "cache_dir": default_cache_dir}[key]()
             continue
         expected = defaults[key]
         if isinstance(expected, dict) and key == "dags":
@@ -32,3 +37,11 @@ def test_every_extra_key_is_documented_with_its_default(monkeypatch) -> None:
         text = documented[key]
         actual = json.loads(text) if text[:1] in "{[0123456789tf" else text
         assert actual == expected, key
+
+
+def test_documented_normalisers_are_the_built_in_ones() -> None:
+    from airflow_provider_alation.normalisers import NORMALISERS
+
+    text = (REPO / "README.md").read_text()
+    for normaliser in NORMALISERS:
+        assert f"`{normaliser.before}` | `{normaliser.after}`" in text, normaliser.before
