@@ -93,6 +93,45 @@ def test_quickstart_dag_rewrites_ip_and_pgbouncer(airflow_home: AirflowHome, fak
     )
 
 
+def test_quickstart_dag_with_discovery_shares_the_cache_and_names_the_fix(
+    airflow_home: AirflowHome, fake_alation, token, tmp_path
+) -> None:
+    from airflow_provider_alation.testing.catalog import reference_datasources
+
+    fake_alation.datasources.update(reference_datasources())
+    cache = tmp_path / "cache"
+    # Only the IP is mapped: discovery confirms it, and cannot place the pgbouncer.
+    env = alation_env(
+        fake_alation,
+        token,
+        discover_datasources=True,
+        cache_dir=str(cache),
+        namespace_map={"postgres://10.0.0.5:5432": TARGET},
+    )
+    result = airflow_home.dags_test("alation_quickstart", env)
+    assert_clean_run(result, "alation_quickstart", token)
+    events = {e["job"]["name"]: e for e in fake_alation.events}
+    assert sorted(events) == ["alation_quickstart.clean_orders", "alation_quickstart.daily_revenue"]
+    clean = events["alation_quickstart.clean_orders"]
+    assert {d["namespace"] for d in clean["inputs"] + clean["outputs"]} == {TARGET}
+    daily = events["alation_quickstart.daily_revenue"]
+    assert {d["namespace"] for d in daily["outputs"]} == {"postgres://pgbouncer.internal:6432"}
+    # Two task processes, one read of Alation's data sources (one page of each API): the second
+    # process used the file the first one wrote.
+    assert [r.path.split("?")[0] for r in fake_alation.api_requests()] == [
+        "/integration/v1/datasource/",
+        "/integration/v2/datasource/",
+    ]
+    assert all(r.headers["token"] == token for r in fake_alation.api_requests())
+    assert len(list(cache.glob("datasources-*.json"))) == 1
+    # The task log names the exact host:port to add in Alation, once.
+    output = result.stdout + result.stderr
+    fix = "add pgbouncer.internal:6432 to the 'Additional Datasource Connections' field"
+    assert output.count(fix) == 1, output[-5000:]
+    assert "matches no Alation data source" in output
+    assert "Alation data source #1 Sales (Postgres)" in output
+
+
 @pytest.mark.parametrize(
     ("dag_id", "extra", "expected_jobs"),
     [
