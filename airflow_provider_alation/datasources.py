@@ -22,7 +22,15 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from airflow_provider_alation.namespaces import DEFAULT_PORTS, Namespace, canonical_scheme
+from airflow_provider_alation.namespaces import (
+    INVALID_PORT,
+    Namespace,
+    canonical_scheme,
+    default_port,
+    normalise_host,
+    parse_port,
+    split_host_port,
+)
 
 Endpoint = tuple[str, int]
 
@@ -92,9 +100,9 @@ class DataSource:
         host, port = item.get("host"), item.get("port")
         if isinstance(host, str) and host.strip():
             scheme = canonical_scheme(dbtype) if dbtype else ""
-            number = _port(port, DEFAULT_PORTS.get(scheme))
+            number = _port(port, default_port(scheme) if scheme else None)
             if number:
-                endpoints.append((_host(host), number))
+                endpoints.append((normalise_host(host), number))
         unique = tuple(dict.fromkeys(endpoints))
         return cls(
             id=item.get("id", "?"),
@@ -106,39 +114,41 @@ class DataSource:
         )
 
 
-def _host(text: str) -> str:
-    """Lowercase, no trailing dot; IPv6 literals keep their brackets, as in namespaces."""
-    text = text.strip().lower().rstrip(".")
-    if ":" in text and not text.startswith("["):
-        text = f"[{text}]"
-    return text
-
-
 def _port(value: Any, default: int | None) -> int | None:
-    text = str(value).strip() if value is not None else ""
-    if text.isdigit() and 0 < int(text) < 65536:
-        return int(text)
-    return default or None
+    """The port: the default when none is given, None when one is given but invalid."""
+    port = parse_port(str(value).strip() if value is not None else "")
+    if port is None:
+        return default or None
+    return None if port == INVALID_PORT else port
 
 
-def _split_authority(authority: str, default_port: int | None) -> list[Endpoint]:
-    """``h1:1,h2:2`` or ``[::1]:5432`` (user info dropped) into endpoints."""
-    authority = authority.rsplit("@", 1)[-1]
-    endpoints: list[Endpoint] = []
-    for part in authority.split(","):
-        part = part.strip()
-        if not part:
-            continue
-        if part.startswith("["):
-            end = part.find("]")
-            host, tail = part[: end + 1], part[end + 1 :]
-            port_text = tail[1:].split(":")[0] if tail.startswith(":") else ""
-        else:
-            host, _, port_text = part.partition(":")
-            port_text = port_text.split(":")[0]
-        port = _port(port_text, default_port)
-        if host and port:
-            endpoints.append((_host(host), port))
+def _endpoint(part: str, default: int | None) -> Endpoint | None:
+    host, port_text = split_host_port(part)
+    port = _port(port_text, default)
+    if not host or not port or "=" in host or "(" in host:
+        return None
+    return normalise_host(host), port
+
+
+def _split_authority(authority: str, default: int | None) -> list[Endpoint]:
+    """``h1:1,h2:2`` or ``[::1]:5432`` (user info dropped) into endpoints; invalid ones skipped."""
+    endpoints = []
+    for part in authority.rsplit("@", 1)[-1].split(","):
+        endpoint = _endpoint(part, default) if part.strip() else None
+        if endpoint:
+            endpoints.append(endpoint)
+    return endpoints
+
+
+def _mysql_address_form(rest: str, default: int | None) -> list[Endpoint]:
+    """``mysql://address=(host=h1)(port=3307),address=(host=h2)/db``."""
+    endpoints = []
+    for block in re.finditer(r"address=((?:\([^()]*\))+)", rest, re.I):
+        keys = dict(re.findall(r"\(\s*(\w+)\s*=\s*([^()]*?)\s*\)", block[1]))
+        keys = {k.lower(): v for k, v in keys.items()}
+        port = _port(keys.get("port"), default)
+        if keys.get("host") and port:
+            endpoints.append((normalise_host(keys["host"]), port))
     return endpoints
 
 
@@ -162,9 +172,17 @@ def _oracle(rest: str) -> list[Endpoint]:
             keys = {k.upper(): v for k, v in _DESCRIPTION_KEY_RE.findall(address["body"])}
             port = _port(keys.get("PORT"), 1521)
             if keys.get("HOST") and port:
-                endpoints.append((_host(keys["HOST"]), port))
+                endpoints.append((normalise_host(keys["HOST"]), port))
         return endpoints
+    lowered = rest.lower()
+    if lowered.startswith(("ldap://", "ldaps://")):
+        return []  # the directory server, not the database
+    for prefix in ("tcp://", "tcps://"):  # EZConnect Plus
+        if lowered.startswith(prefix):
+            rest = rest[len(prefix) :]
     head = re.split(r"[/?]", rest.removeprefix("//"), maxsplit=1)[0]
+    if ":" not in head and "." not in head:
+        return []  # a TNS alias: its host is in tnsnames.ora, not in the URI
     return _split_authority(head, 1521)  # host:port:SID -> the SID is dropped
 
 
@@ -185,28 +203,32 @@ def parse_datasource_uri(uri: str, dbtype: str = "") -> list[Endpoint]:
     if inner and inner["scheme"].lower() in ("http", "https"):
         # BigQuery's Simba URI: bigquery://https://www.googleapis.com/bigquery/v2:443/project
         rest = inner["rest"]
-    default_port = DEFAULT_PORTS.get(scheme) or DEFAULT_PORTS.get(canonical_scheme(dbtype)) or None
+    default = default_port(scheme) or (default_port(canonical_scheme(dbtype)) if dbtype else None)
+    if rest.lower().startswith("address="):
+        return _mysql_address_form(rest, default)
     authority = re.split(r"[/?;#]", rest, maxsplit=1)[0]
     tail = rest[len(authority) :]
     if scheme == "mssql":
         props = _properties(tail, ";")
-        host = authority or props.get("servername") or props.get("server") or ""
+        host = (authority or props.get("servername") or props.get("server") or "").rsplit("@", 1)[-1]
         port_prop = props.get("portnumber") or props.get("port")
         if "\\" in host:  # host\instance[:port]: a named instance; its port is a property or :port
             host_part, _, instance = host.partition("\\")
             explicit = instance.split(":", 1)[1] if ":" in instance else None
-            return [(_host(host_part), _port(explicit or port_prop, default_port) or 1433)]
-        endpoints = _split_authority(host, default_port)
+            port = _port(explicit or port_prop, default)
+            return [(normalise_host(host_part), port)] if host_part and port else []
+        endpoints = _split_authority(host, default)
         if port_prop and endpoints and ":" not in host:
-            endpoints = [(h, _port(port_prop, p) or p) for h, p in endpoints]
+            port = _port(port_prop, None)
+            endpoints = [(h, port) for h, _ in endpoints] if port else []
         return endpoints
     if scheme == "teradata":
         props = _properties(tail.lstrip("/"), ",/;?&")
-        port = _port(props.get("dbs_port"), default_port)
+        port = _port(props.get("dbs_port"), default)
         if ":" in authority:
             return _split_authority(authority, port)
-        return [(_host(authority), port)] if authority and port else []
-    return _split_authority(authority, default_port)
+        return [(normalise_host(authority), port)] if authority and port else []
+    return _split_authority(authority, default)
 
 
 _IPV4_RE = re.compile(r"^\d{1,3}(?:\.\d{1,3}){3}$")
@@ -244,6 +266,15 @@ def snowflake_account_keys(host: str) -> set[str]:
         if labels[1] + ".aws" in _SNOWFLAKE_DEFAULT_REGIONS:
             keys.add(labels[0])
     return keys
+
+
+#: Names that are a container or the machine itself, never a catalogued server's short name.
+_NOT_SHORT_NAMES = frozenset({"localhost", "host.docker.internal", "db", "database"})
+
+
+def _same_kind(source: DataSource, scheme: str) -> bool:
+    """The data source is of the namespace's kind (or its kind is unknown, as for OCF sources)."""
+    return not source.dbtype or canonical_scheme(source.dbtype) == scheme
 
 
 @dataclass(frozen=True)
@@ -325,6 +356,11 @@ class DataSourceIndex:
             hit = self._single(found, "snowflake account")
             if hit:
                 return hit
-        if len(labels) == 1 and not _is_ip(host):
-            return self._single(self._short.get((host, port)), "short host name")
+        if len(labels) == 1 and not _is_ip(host) and host not in _NOT_SHORT_NAMES:
+            candidates = {
+                endpoint
+                for endpoint in self._short.get((host, port), set())
+                if any(_same_kind(source, namespace.scheme) for source in self.by_endpoint[endpoint])
+            }
+            return self._single(candidates, "short host name")
         return None

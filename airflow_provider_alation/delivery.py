@@ -203,6 +203,18 @@ class Sender:
                 self._http = None
 
     def _attempt(self, body: bytes, deadline: float) -> Outcome:
+        outcome = self._attempt_once(body, deadline)
+        if (
+            outcome.problem == "auth"
+            and outcome.status in AUTH_STATUS
+            and getattr(self._bearer, "refreshable", False)
+        ):
+            # A minted access token Alation no longer accepts (revoked, rotated): mint anew, once.
+            self._bearer.forget()  # type: ignore[attr-defined]
+            outcome = self._attempt_once(body, deadline)
+        return outcome
+
+    def _attempt_once(self, body: bytes, deadline: float) -> Outcome:
         remaining = deadline - time.monotonic()
         if remaining <= 0.05:
             return Outcome("retry", None, "time budget used up", problem="timeout")

@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urljoin
+from urllib.parse import urljoin, urlsplit
 
 import requests
 
@@ -85,27 +85,47 @@ class DataSourceClient:
 
     def _fetch_api(self, api: str, path: str, deadline: float) -> Iterator[DataSource]:
         base = f"{self.settings.url}/"
+        origin = urlsplit(base)[:2]
         url: str | None = urljoin(base, f"{path}?limit={PAGE_SIZE}&skip=0")
-        skip, seen = 0, set()
+        skip, seen_pages, seen_ids = 0, set(), set()
         for _ in range(MAX_PAGES):
             if url is None:
                 return
-            if url in seen:
-                raise DiscoveryError(f"{path}: the API sent the page {url} twice; stopping", "bad_response")
-            seen.add(url)
+            if url in seen_pages:
+                raise DiscoveryError(f"{path}: the API sent the same page twice; stopping", "bad_response")
+            seen_pages.add(url)
             response = self._get(url, deadline)
             if response.status_code == 404 and api == "v2" and skip == 0:
                 log.debug("Alation lineage: %s not found; this tenant has no OCF data sources", path)
                 return
             items = self._items(response, path)
+            new = 0
             for item in items:
-                if isinstance(item, dict) and not item.get("deleted"):
-                    yield DataSource.from_api(item, api)
+                if not isinstance(item, dict) or item.get("deleted"):
+                    continue
+                key = item.get("id", id(item))
+                if key in seen_ids:
+                    continue
+                seen_ids.add(key)
+                new += 1
+                yield DataSource.from_api(item, api)
+            if items and not new:
+                raise DiscoveryError(
+                    f"{path}: the page at skip={skip} repeats earlier data sources (the API ignores "
+                    "skip and sends no X-Next-Page); cannot read them all",
+                    "bad_response",
+                )
             skip += len(items)
             next_page = response.headers.get("X-Next-Page")
             if next_page:
                 url = urljoin(base, next_page)
-            elif len(items) >= PAGE_SIZE:
+                if urlsplit(url)[:2] != origin:
+                    # Never send the token anywhere but the tenant named in the connection.
+                    raise DiscoveryError(
+                        f"{path}: X-Next-Page points outside {self.settings.url}; not following it",
+                        "bad_response",
+                    )
+            elif len(items) == PAGE_SIZE:  # more than PAGE_SIZE: the server ignored limit, all is here
                 url = urljoin(base, f"{path}?limit={PAGE_SIZE}&skip={skip}")
             else:
                 url = None
@@ -166,6 +186,11 @@ class DataSourceClient:
             return retry_after_seconds(result) if isinstance(result, requests.Response) else None
 
         result = retrying_until(deadline, transient, hinted)(attempt)
+        if isinstance(result, requests.Response) and result.status_code in (401, 403):
+            forget = getattr(self._token, "forget", None)
+            if forget is not None and getattr(self._token, "refreshable", False):
+                forget()  # a minted access token Alation no longer accepts: mint anew, once
+                result = retrying_until(deadline, transient, hinted)(attempt)
         if isinstance(result, DiscoveryError):
             raise result
         return result
@@ -197,7 +222,7 @@ class DiscoveryCache:
     def read(self) -> tuple[Snapshot, DataSourceIndex] | None:
         try:
             stat = self.path.stat()
-        except FileNotFoundError:
+        except OSError:  # missing, or cache_dir unusable: treated as no cache
             return None
         signature = (stat.st_mtime_ns, stat.st_size)
         memo = _MEMO.get(str(self.path))
@@ -205,15 +230,15 @@ class DiscoveryCache:
             return memo[1], memo[2]
         try:
             data = json.loads(self.path.read_bytes())
-            if data.get("url") != self.url:
+            if not isinstance(data, dict) or data.get("url") != self.url:
                 return None
-            items = data["datasources"]
+            items = [item for item in data["datasources"] if isinstance(item, dict)]
             if data.get("parser") == PARSER_VERSION:
                 sources = tuple(DataSource.from_dict(item) for item in items)
             else:  # written by another version: parse the URIs again
                 sources = tuple(DataSource.from_api(item, item.get("api", "v1")) for item in items)
             snapshot = Snapshot(float(data["fetched_at"]), sources)
-        except (OSError, ValueError, KeyError, TypeError):
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
             log.warning("Alation lineage: ignoring unreadable data-source cache %s", self.path)
             return None
         index = DataSourceIndex.build(snapshot.sources)
@@ -229,10 +254,12 @@ class DiscoveryCache:
         }
         atomic_write(self.path, json.dumps(payload, separators=(",", ":")).encode())
 
-    def last_failure(self) -> dict[str, Any] | None:
+    def last_failure(self) -> tuple[float, str] | None:
+        """When the last refresh failed, and why; None if it did not (or the file is unreadable)."""
         try:
-            return json.loads(self.status_path.read_bytes())
-        except (OSError, ValueError):
+            data = json.loads(self.status_path.read_bytes())
+            return float(data["failed_at"]), str(data.get("detail", "?"))
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
             return None
 
     def record_failure(self, error: DiscoveryError, at: float) -> None:
@@ -241,7 +268,7 @@ class DiscoveryCache:
             atomic_write(self.status_path, json.dumps(payload).encode())
 
     def clear_failure(self) -> None:
-        with contextlib.suppress(FileNotFoundError):
+        with contextlib.suppress(OSError):
             self.status_path.unlink()
 
     @contextlib.contextmanager
@@ -319,33 +346,59 @@ def load_index(
     if (
         not refresh
         and failure is not None
-        and now() - float(failure.get("failed_at", 0)) < min(FAILURE_BACKOFF_SECONDS, settings.discovery_ttl)
+        and now() - failure[0] < min(FAILURE_BACKOFF_SECONDS, settings.discovery_ttl)
     ):
-        return from_cache("stale", f"last refresh failed: {failure.get('detail', '?')}")
+        return from_cache("stale", f"last refresh failed: {failure[1]}")
 
     # Without any cache, wait (within the budget) for a process that is refreshing; else don't.
-    with cache.refresh_lock(wait=max(0.0, deadline - time.monotonic()) if cached is None else 0.0) as held:
-        if not held:
-            cached = cache.read() or cached
-            return from_cache("stale", "another process is refreshing the data sources")
-        latest = cache.read()
-        if latest is not None and not refresh and now() - latest[0].fetched_at < settings.discovery_ttl:
-            cached = latest
-            return from_cache("fresh")
+    wait = max(0.0, deadline - time.monotonic()) if cached is None else 0.0
+    try:
+        with cache.refresh_lock(wait) as held:
+            if not held:
+                cached = cache.read() or cached
+                return from_cache("stale", "another process is refreshing the data sources")
+            latest = cache.read()
+            if latest is not None and not refresh and now() - latest[0].fetched_at < settings.discovery_ttl:
+                cached = latest
+                return from_cache("fresh")
+            return _refresh(cache, settings, token, session, deadline, now, from_cache)
+    except OSError as exc:  # cache_dir unusable (the lock cannot be created): go without the cache
+        log.warning(
+            "Alation lineage: cache_dir %s is not usable (%s); data sources are not cached", cache.dir, exc
+        )
         client = DataSourceClient(settings, token, session)
-        started = now()
         try:
             sources = client.fetch(deadline)
-        except DiscoveryError as exc:
-            cache.record_failure(exc, now())
-            return from_cache("stale", str(exc), client.requests_made)
-        try:
-            cache.write(sources, started)
-        except OSError as exc:
-            log.warning("Alation lineage: cannot write the data-source cache %s: %s", cache.path, exc)
-            return IndexLoad(DataSourceIndex.build(sources), "refreshed", started, "", client.requests_made)
-        cache.clear_failure()
-        cached = cache.read()
-        if cached is None:  # pragma: no cover - the file was just written
-            return IndexLoad(DataSourceIndex.build(sources), "refreshed", started, "", client.requests_made)
-        return IndexLoad(cached[1], "refreshed", cached[0].fetched_at, "", client.requests_made)
+        except DiscoveryError as error:
+            return IndexLoad(None, "unavailable", None, str(error), client.requests_made)
+        return IndexLoad(DataSourceIndex.build(sources), "refreshed", now(), "", client.requests_made)
+
+
+def _refresh(
+    cache: DiscoveryCache,
+    settings: AlationSettings,
+    token: Callable[[], str],
+    session: requests.Session | None,
+    deadline: float,
+    now: Callable[[], float],
+    from_cache: Callable[..., IndexLoad],
+) -> IndexLoad:
+    """Read Alation and replace the cache file (the caller holds the refresh lock)."""
+    client = DataSourceClient(settings, token, session)
+    started = now()
+    try:
+        sources = client.fetch(deadline)
+    except DiscoveryError as exc:
+        cache.record_failure(exc, now())
+        return from_cache("stale", str(exc), client.requests_made)
+    built = IndexLoad(DataSourceIndex.build(sources), "refreshed", started, "", client.requests_made)
+    try:
+        cache.write(sources, started)
+    except OSError as exc:
+        log.warning("Alation lineage: cannot write the data-source cache %s: %s", cache.path, exc)
+        return built
+    cache.clear_failure()
+    written = cache.read()
+    if written is None:  # pragma: no cover - the file was just written
+        return built
+    return IndexLoad(written[1], "refreshed", written[0].fetched_at, "", client.requests_made)

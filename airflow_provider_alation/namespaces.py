@@ -11,6 +11,8 @@ sources) is in ``resolution.py``.
 
 from __future__ import annotations
 
+import contextlib
+import ipaddress
 import re
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -72,6 +74,15 @@ class Namespace:
         return f"{self.scheme}://{self.host_port}{self.rest}"
 
 
+def default_port(scheme: str) -> int | None:
+    """The scheme's default port; ``mysql:loadbalance`` and ``redshift:iam`` fall back to ``mysql``
+    and ``redshift``."""
+    port = DEFAULT_PORTS.get(scheme)
+    if port is None and ":" in scheme:
+        port = DEFAULT_PORTS.get(canonical_scheme(scheme.split(":", 1)[0]))
+    return port or None
+
+
 def canonical_scheme(scheme: str) -> str:
     scheme = scheme.lower()
     if scheme.startswith("jdbc:"):
@@ -79,18 +90,68 @@ def canonical_scheme(scheme: str) -> str:
     return SCHEME_ALIASES.get(scheme, scheme)
 
 
-def _split_host_port(authority: str) -> tuple[str, int | None]:
-    authority = authority.rsplit("@", 1)[-1]  # drop any user:password@
-    if authority.startswith("["):  # IPv6 literal
-        end = authority.find("]")
-        host, tail = authority[: end + 1], authority[end + 1 :]
-        port_text = tail[1:] if tail.startswith(":") else ""
-    elif authority.count(":") == 1:
-        host, port_text = authority.split(":")
-    else:
-        host, port_text = authority, ""
-    port = int(port_text) if port_text.isdigit() else None
-    return host.lower().rstrip("."), port
+_ASCII_PORT_RE = re.compile(r"^[0-9]{1,5}$")
+INVALID_PORT = -1
+
+
+def parse_port(text: str) -> int | None:
+    """``None`` when no port is given, :data:`INVALID_PORT` when one is given but is not 1-65535."""
+    if not text:
+        return None
+    if not _ASCII_PORT_RE.match(text) or not 0 < int(text) < 65536:
+        return INVALID_PORT
+    return int(text)
+
+
+def normalise_host(host: str) -> str:
+    """Lowercase, no trailing dot; IPv6 literals compressed and in brackets."""
+    host = host.strip().lower().rstrip(".")
+    bare = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if ":" in bare:
+        with contextlib.suppress(ValueError):
+            bare = ipaddress.ip_address(bare).compressed
+        return f"[{bare}]"
+    return host
+
+
+def split_host_port(part: str) -> tuple[str, str]:
+    """``[user:pw@]host[:port[:more]]`` into the host and the raw port text (``""`` if none).
+
+    A bare IPv6 literal is a host without a port; ``host:1521:SID`` keeps the first port.
+    """
+    part = part.strip().rsplit("@", 1)[-1]
+    if part.startswith("["):
+        end = part.find("]")
+        if end < 0:
+            return part, ""
+        tail = part[end + 1 :]
+        return part[: end + 1], tail[1:].split(":")[0] if tail.startswith(":") else ""
+    if part.count(":") >= 2:
+        try:
+            ipaddress.ip_address(part)
+        except ValueError:
+            pass
+        else:
+            return part, ""
+    host, _, port_text = part.partition(":")
+    return host, port_text.split(":")[0]
+
+
+def has_invalid_port(text: str) -> bool:
+    """True when a namespace or ``host:port`` names a port that is not 1-65535."""
+    authority = text.strip()
+    if "://" in authority:
+        authority = re.split(r"[/?#;]", authority.split("://", 1)[1], maxsplit=1)[0]
+    return parse_port(split_host_port(authority)[1]) == INVALID_PORT
+
+
+def _split_host_port(authority: str, scheme: str = "") -> tuple[str, int | None]:
+    if "," in authority:  # several hosts: no single host:port to match
+        return "", None
+    host, port_text = split_host_port(authority)
+    if scheme == "mssql" and "\\" in host:  # host\instance: Alation's URI side drops the instance too
+        host = host.split("\\", 1)[0]
+    return normalise_host(host), parse_port(port_text)
 
 
 @lru_cache(maxsize=65536)
@@ -103,15 +164,25 @@ def parse_namespace(text: str) -> Namespace:
     if not match:
         return Namespace(scheme=raw.lower() if raw.isalpha() else raw, host=None, port=None)
     scheme = canonical_scheme(match["scheme"])
-    host, port = _split_host_port(match["authority"])
+    host, port = _split_host_port(match["authority"], scheme)
     if not host:
         return Namespace(scheme=scheme, host=None, port=None, rest="://" + match["rest"])
     if port is None:
-        port = DEFAULT_PORTS.get(scheme) or None
+        port = default_port(scheme)
+    elif port == INVALID_PORT:
+        port = None
     rest = match["rest"]
     if rest in ("/", ""):
         rest = ""
     return Namespace(scheme=scheme, host=host, port=port, rest=rest)
+
+
+_USERINFO_RE = re.compile(r"(://)[^/@?#]*@")
+
+
+def redact(text: str) -> str:
+    """A namespace or URI fit for a log line: any ``user:password@`` replaced by ``***@``."""
+    return _USERINFO_RE.sub(r"\1***@", text)
 
 
 def canonical(text: str) -> str:
@@ -121,7 +192,8 @@ def canonical(text: str) -> str:
 
 def parse_host_port(text: str) -> tuple[str, int | None]:
     """Parse a bare ``host`` or ``host:port`` (the key or value of a host-alias rule)."""
-    return _split_host_port(text.strip())
+    host, port = _split_host_port(text.strip())
+    return host, None if port == INVALID_PORT else port
 
 
 _COMPILED: dict[str, re.Pattern[str]] = {}
@@ -148,6 +220,12 @@ def _apply_target(source: Namespace, target: str) -> str:
 
 #: ``re:^postgres://...``: an expression that can only match one scheme is tried only for it.
 _LITERAL_SCHEME_RE = re.compile(r"^\^([a-z][a-z0-9+\-]*)(?:://|:\\?/\\?/)")
+
+
+def literal_scheme(pattern: str) -> str | None:
+    """The scheme an expression starts with literally (``^postgres://...``), if any."""
+    literal = _LITERAL_SCHEME_RE.match(pattern)
+    return literal[1] if literal else None
 
 
 @dataclass(frozen=True)
@@ -181,8 +259,10 @@ class NamespaceRules:
             if key.startswith("re:"):
                 expression = (order, compile_expression(key[3:]), target, key)
                 rules.expressions.append(expression)
-                literal = _LITERAL_SCHEME_RE.match(key[3:])
-                rules._by_scheme.setdefault(literal[1] if literal else None, []).append(expression)
+                # Only an expression that can match nothing but its literal scheme is bucketed ("|"
+                # could start another branch with another scheme).
+                literal = literal_scheme(key[3:]) if "|" not in key else None
+                rules._by_scheme.setdefault(literal, []).append(expression)
             elif "://" in key:
                 rules.exact[canonical(key)] = target
             else:
@@ -214,5 +294,5 @@ class NamespaceRules:
             for _, pattern, template, key in self._expressions_for(parsed.scheme):
                 match = pattern.search(canon)
                 if match:
-                    return RuleHit(canonical(match.expand(template)), "regex", key)
+                    return RuleHit(_apply_target(parsed, match.expand(template)), "regex", key)
         return None

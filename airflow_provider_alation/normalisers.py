@@ -53,7 +53,7 @@ def snowflake_host(account: str) -> str:
     ``xy12345.east-us-2.azure`` -> ``xy12345.east-us-2.azure.snowflakecomputing.com``.
     """
     account = account.lower().replace("_", "-")
-    if account.endswith(".snowflakecomputing.com"):
+    if account.endswith((".snowflakecomputing.com", ".snowflakecomputing.cn")):
         return account
     labels = account.split(".")
     if len(labels) == 3 and labels[2] == "aws":

@@ -25,7 +25,12 @@ from pydantic import (
     model_validator,
 )
 
-from airflow_provider_alation.namespaces import compile_expression
+from airflow_provider_alation.namespaces import (
+    canonical_scheme,
+    compile_expression,
+    has_invalid_port,
+    literal_scheme,
+)
 
 DEFAULT_CONN_ID = "alation_default"
 DEFAULT_ENDPOINT = "open_lineage_event/"
@@ -134,6 +139,11 @@ class AlationSettings(BaseModel):
             or " " in text
         ):
             raise ValueError(f"{value!r} is not a tenant URL; set it like https://acme.alationcloud.com")
+        if "@" in parts.netloc:
+            raise ValueError(
+                "contains a user name or password before '@'; remove it: the token goes in the "
+                "connection's password field"
+            )
         try:
             parts.port  # noqa: B018 - raises on a non-numeric port
         except ValueError:
@@ -170,9 +180,28 @@ class AlationSettings(BaseModel):
                 raise ValueError(f"entry {key!r}: {target!r} has an empty side; both sides must be set")
             if key.startswith("re:"):
                 try:
-                    compile_expression(key[3:])
+                    pattern = compile_expression(key[3:])
                 except re.error as exc:
                     raise ValueError(f"expression {key!r} does not compile: {exc}") from None
+                literal = literal_scheme(key[3:])
+                if literal and canonical_scheme(literal) != literal:
+                    raise ValueError(
+                        f"expression {key!r} starts with scheme {literal!r}, but expressions match the "
+                        f"canonical namespace; write ^{canonical_scheme(literal)}:// instead"
+                    )
+                try:
+                    pattern.sub(target, "")  # checks the template's group references and escapes
+                except (re.error, IndexError) as exc:
+                    raise ValueError(
+                        f"entry {key!r}: the value {target!r} is not a valid replacement ({exc}); "
+                        f"the expression has {pattern.groups} group(s), referenced as \\1, \\2, ..."
+                    ) from None
+                continue
+            for side in (key, target):
+                if has_invalid_port(side):
+                    raise ValueError(
+                        f"entry {key!r}: {side!r} has an invalid port; use a port from 1 to 65535"
+                    )
         return value
 
     @field_validator("opt_in_tag")

@@ -88,7 +88,9 @@ def _expiry(body: dict[str, Any]) -> float:
         else:
             if moment.tzinfo is None:
                 moment = moment.replace(tzinfo=timezone.utc)
-            return moment.timestamp()
+            # A token said to expire (almost) now, e.g. with clock skew, is still used for a few
+            # minutes rather than re-minted on every request; a 401 makes it be dropped anyway.
+            return max(moment.timestamp(), time.time() + 2 * REFRESH_MARGIN_SECONDS)
     return time.time() + DEFAULT_ACCESS_TOKEN_LIFETIME
 
 
@@ -112,6 +114,11 @@ class BearerToken:
 
     def __repr__(self) -> str:
         return f"BearerToken(token_type={self._settings.token_type!r})"
+
+    @property
+    def refreshable(self) -> bool:
+        """True when a refused token can be replaced by minting a new one."""
+        return self._settings.token_type == "refresh_token"
 
     def __call__(self) -> str:
         settings = self._settings

@@ -26,6 +26,7 @@ from openlineage.client.transport.transport import Config, Transport
 from airflow_provider_alation import gate, metrics
 from airflow_provider_alation.delivery import Outcome, Sender
 from airflow_provider_alation.discovery import load_index
+from airflow_provider_alation.namespaces import parse_namespace, redact
 from airflow_provider_alation.resolution import NamespaceResolver, Resolution
 from airflow_provider_alation.settings import (
     DEFAULT_CONN_ID,
@@ -253,16 +254,30 @@ class AlationTransport(Transport):
             key = f"ns:{resolution.original}"
             if key in self._logged:
                 continue
+            original = redact(resolution.original)
             if resolution.rule == "not_applicable":
                 detail = resolution.detail
-                self._log_once(key, logging.INFO, "Alation lineage: %s: %s", resolution.original, detail)
+                self._log_once(key, logging.INFO, "Alation lineage: %s: %s", original, detail)
+            elif resolution.matched and "short host name" in resolution.detail:
+                self._log_once(
+                    key,
+                    logging.WARNING,
+                    "Alation lineage: namespace %s -> %s, matched to Alation data source %s by its short "
+                    "host name only; if that is the right server, confirm it with the namespace_map entry "
+                    '"%s": "%s", otherwise map it to the right host:port',
+                    original,
+                    resolution.namespace,
+                    resolution.datasource,
+                    parse_namespace(resolution.original).host_port,
+                    resolution.host_port,
+                )
             elif resolution.matched:
                 if resolution.changed:
                     self._log_once(
                         key,
                         logging.INFO,
                         "Alation lineage: namespace %s -> %s (%s rule %s), Alation data source %s",
-                        resolution.original,
+                        original,
                         resolution.namespace,
                         resolution.rule,
                         resolution.detail,
@@ -273,7 +288,7 @@ class AlationTransport(Transport):
                     key,
                     logging.WARNING,
                     "Alation lineage: namespace %s is sent as %s, which %s: %s",
-                    resolution.original,
+                    original,
                     resolution.namespace,
                     "matches no Alation data source"
                     if discovery
@@ -287,7 +302,7 @@ class AlationTransport(Transport):
                     logging.INFO,
                     "Alation lineage: namespace %s -> %s (%s rule %s); Alation links it if a data "
                     "source's JDBC URI has host:port %s",
-                    resolution.original,
+                    original,
                     resolution.namespace,
                     resolution.rule,
                     resolution.detail,

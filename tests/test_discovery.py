@@ -293,3 +293,99 @@ def test_transport_uses_stale_cache_when_alation_api_is_down(
     assert fake_alation.events[0]["inputs"][0]["namespace"].endswith(".us-east-1.redshift.amazonaws.com:5439")
     assert "could not refresh Alation's data sources" in alation_logs.text
     assert "HTTP 503" in alation_logs.text
+
+
+def test_next_page_outside_the_tenant_is_not_followed(fake_alation, token, tmp_path) -> None:
+    page = json.dumps(
+        [{"id": 1, "dbtype": "postgresql", "uri": "postgresql://a.example.com:5432/x"}]
+    ).encode()
+    fake_alation.fail_api_next(
+        Fault(200, page, {"X-Next-Page": "https://collector.example.net/steal?skip=1"})
+    )
+    result = load(settings_for(fake_alation, token, tmp_path), budget=3.0)
+    assert result.state == "unavailable"
+    assert "X-Next-Page points outside" in result.detail and "collector.example.net" not in result.detail
+    assert len(fake_alation.api_requests()) == 1
+
+
+def test_server_ignoring_skip_is_detected_not_looped(fake_alation, token, catalog, tmp_path) -> None:
+    fake_alation.next_page_header = False
+    fake_alation.ignore_skip = True
+    result = load(settings_for(fake_alation, token, tmp_path), budget=5.0)
+    assert result.state == "unavailable" and "ignores skip" in result.detail
+    assert len(fake_alation.api_requests()) == 2
+
+
+@pytest.mark.parametrize("content", [b"[]", b'{"url": 1}', b'{"datasources": ["x"]}', b"\xff\xfe", b""])
+def test_corrupt_cache_and_status_files_are_ignored(fake_alation, token, catalog, tmp_path, content) -> None:
+    settings = settings_for(fake_alation, token, tmp_path)
+    assert load(settings).state == "refreshed"
+    from airflow_provider_alation.discovery import _MEMO, DiscoveryCache
+
+    cache = DiscoveryCache(tmp_path, settings.url)
+    cache.path.write_bytes(content)
+    cache.status_path.write_bytes(b'{"failed_at": "yesterday"}' if content else b"[1]")
+    _MEMO.clear()
+    result = load(settings)
+    assert result.state == "refreshed" and len(result.sources) == SOURCES
+
+
+def test_unusable_cache_dir_still_resolves(fake_alation, token, catalog, tmp_path) -> None:
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("x")
+    result = load(settings_for(fake_alation, token, blocker / "cache"))
+    assert result.state == "refreshed" and len(result.sources) == SOURCES
+
+
+def test_revoked_access_token_is_dropped_and_minted_again(tmp_path) -> None:
+    refresh = "refresh-" + "y" * 20
+    with FakeAlation("api-token-unused", tls_dir=tmp_path / "tls", refresh_token=refresh, user_id=7) as fake:
+        fake.datasources.update(reference_datasources())
+        config = {
+            "url": fake.url,
+            "token": refresh,
+            "user_id": 7,
+            "token_type": "refresh_token",
+            "verify": str(fake.cert_path),
+            "discover_datasources": True,
+            "cache_dir": str(tmp_path / "cache"),
+            "time_budget": 5,
+            "timeout": 2,
+        }
+        assert AlationTransport(AlationConfig.from_dict(config)).emit(redshift_event()).kind == "sent"
+        fake.access_tokens.clear()  # Alation revokes every access token
+        # A new process finds the revoked token in the disk cache; delivery is refused, mints anew.
+        second = AlationTransport(AlationConfig.from_dict({**config, "discover_datasources": False}))
+        outcome = second.emit(redshift_event())
+        assert outcome is not None and outcome.kind == "sent"
+        # Discovery does the same: revoked again, the data-source API refuses it, a new one is minted.
+        fake.access_tokens.clear()
+        settings = settings_for(
+            fake, refresh, tmp_path / "cache", token_type="refresh_token", user_id=7, discovery_ttl=1
+        )
+        assert load(settings, refresh=True).state == "refreshed"
+        mints = [r for r in fake.requests if r.path.endswith("createAPIAccessToken/")]
+        assert len(mints) == 3
+        assert len(fake.events) == 2
+        assert [r.status for r in fake.requests if r.path == "/open_lineage_event/"] == [200, 401, 200]
+
+
+def test_short_host_match_is_sent_but_flagged_and_credentials_redacted(
+    fake_alation, token, tmp_path, alation_logs
+) -> None:
+    fake_alation.datasources.update(reference_datasources())
+    event = redshift_event()
+    event["outputs"][0]["namespace"] = "postgres://etl:s3cr3t-pw@pgprod:5432"
+    config = {
+        "url": fake_alation.url,
+        "token": token,
+        "verify": str(fake_alation.cert_path),
+        "discover_datasources": True,
+        "cache_dir": str(tmp_path / "cache"),
+    }
+    assert AlationTransport(AlationConfig.from_dict(config)).emit(event).kind == "sent"
+    assert fake_alation.events[0]["outputs"][0]["namespace"] == "postgres://pgprod.corp.example.com:5432"
+    warnings = [r.getMessage() for r in alation_logs.records if r.levelno == logging.WARNING]
+    assert any("by its short host name only" in w and '"pgprod:5432"' in w for w in warnings), warnings
+    assert "s3cr3t-pw" not in alation_logs.text
+    assert "postgres://***@pgprod:5432" in alation_logs.text

@@ -371,3 +371,105 @@ def test_event_rewritten_consistently_with_discovery() -> None:
     output = shaped["outputs"][0]
     assert output["namespace"] == snowflake
     assert output["facets"]["columnLineage"]["fields"]["id"]["inputFields"][0]["namespace"] == redshift
+
+
+@pytest.mark.parametrize(
+    ("namespace", "host", "port"),
+    [
+        ("postgres://fe80::1", "[fe80::1]", 5432),
+        ("postgres://[2001:DB8:0::1]:5433", "[2001:db8::1]", 5433),
+        ("oracle://ora.example.com:1521:orcl", "ora.example.com", 1521),
+        ("mssql://SQL01.corp\\INST:1433", "sql01.corp", 1433),
+        ("postgres://user:secret@db.example.com", "db.example.com", 5432),
+        ("postgres://db.example.com:abc", "db.example.com", None),
+        ("postgres://db.example.com:99999", "db.example.com", None),
+        ("postgres://db.example.com:0", "db.example.com", None),
+        ("mysql:loadbalance://db.example.com", "db.example.com", 3306),
+        ("postgres://h1:5432,h2:5432", None, None),
+    ],
+)
+def test_odd_namespaces_parse_to_one_host_port_or_none(
+    namespace: str, host: str | None, port: int | None
+) -> None:
+    from airflow_provider_alation.namespaces import parse_namespace
+
+    parsed = parse_namespace(namespace)
+    assert (parsed.host, parsed.port) == (host, port)
+
+
+def test_invalid_port_is_never_replaced_by_the_default() -> None:
+    resolution = NamespaceResolver.from_map({}, reference_index()).resolve(
+        "postgres://prod-db.example.com:abc"
+    )
+    assert not resolution.matched
+    assert "has no port" in resolution.fix
+
+
+def test_sql_server_named_instance_matches_on_both_sides() -> None:
+    index = DataSourceIndex.build(
+        [
+            DataSource.from_api(
+                {"id": 1, "dbtype": "sqlserver", "uri": "sqlserver://sql01.corp\\INST;databaseName=x"}, "v1"
+            )
+        ]
+    )
+    assert NamespaceResolver.from_map({}, index).resolve("mssql://sql01.corp\\inst:1433").matched
+
+
+@pytest.mark.parametrize(
+    ("uri", "endpoints"),
+    [
+        ("postgresql://db.example.com:99999/x", []),
+        ("postgresql://db.example.com:0/x", []),
+        ("postgresql://db.example.com:\uff15\uff14\uff13\uff12/x", []),  # full-width digits
+        ("oracle:thin:@tcps://ora.example.com:2484/svc", [("ora.example.com", 2484)]),
+        ("oracle:thin:@ldap://ldap.example.com:389/cn=orcl,cn=OracleContext", []),
+        ("oracle:thin:@PRODDB", []),
+        (
+            "mysql://address=(host=h1.example.com)(port=3307),address=(host=h2.example.com)/db",
+            [("h1.example.com", 3307), ("h2.example.com", 3306)],
+        ),
+        ("sqlserver://user:pw@sql.example.com\\INST;databaseName=x", [("sql.example.com", 1433)]),
+        ("sqlserver://sql.example.com;portNumber=abc", []),
+        ("postgresql://[2001:DB8:0::1]:5432/db", [("[2001:db8::1]", 5432)]),
+        (
+            "redshift:iam://rs.abc.us-east-1.redshift.amazonaws.com/dev",
+            [("rs.abc.us-east-1.redshift.amazonaws.com", 5439)],
+        ),
+    ],
+)
+def test_more_uri_forms(uri: str, endpoints: list[tuple[str, int]]) -> None:
+    assert parse_datasource_uri(uri) == endpoints
+
+
+def test_short_host_match_needs_the_same_kind_and_never_localhost() -> None:
+    index = DataSourceIndex.build(
+        [
+            DataSource.from_api(
+                {"id": 1, "dbtype": "mysql", "uri": "mysql://reports.corp.example.com:5432/x"}, "v1"
+            ),
+            DataSource.from_api(
+                {"id": 2, "dbtype": "postgresql", "uri": "postgresql://localhost.corp.example.com/x"}, "v1"
+            ),
+        ]
+    )
+    resolver = NamespaceResolver.from_map({}, index)
+    assert not resolver.resolve("postgres://reports:5432").matched  # a MySQL server, not a Postgres one
+    assert not resolver.resolve("postgres://localhost:5432").matched
+
+
+def test_snowflake_china_host_is_kept() -> None:
+    resolution = NamespaceResolver.from_map({}).resolve("snowflake://acct.cn-north-1.snowflakecomputing.cn")
+    assert resolution.namespace == "snowflake://acct.cn-north-1.snowflakecomputing.cn:443"
+
+
+def test_expression_with_alternation_is_tried_for_every_scheme() -> None:
+    resolver = NamespaceResolver.from_map(
+        {"re:^postgres://a:5432$|^mysql://(b):3306$": "mysql://b.example.com:3306"}
+    )
+    assert resolver.resolve("mysql://b:3306").namespace == "mysql://b.example.com:3306"
+
+
+def test_expression_value_may_be_a_bare_host_port() -> None:
+    resolver = NamespaceResolver.from_map({"re:^postgres://([a-z]+)\\.tunnel:(\\d+)$": "\\1.example.com:\\2"})
+    assert resolver.resolve("postgres://sales.tunnel:6543").namespace == "postgres://sales.example.com:6543"

@@ -105,3 +105,27 @@ def test_token_never_in_repr_or_dump() -> None:
 def test_user_id_from_login() -> None:
     settings = from_conn(login="42", extra={"token_type": "refresh_token"})
     assert settings.user_id == 42
+
+
+@pytest.mark.parametrize(
+    ("namespace_map", "message"),
+    [
+        ({"re:^postgres://([a-z]+):6432$": "\\2"}, "not a valid replacement (invalid group reference 2"),
+        ({"re:^postgres://(x)$": "C:\\dir"}, "not a valid replacement"),
+        ({"re:^postgresql://x$": "postgres://y:5432"}, "write ^postgres:// instead"),
+        ({"db.internal:99999": "db.example.com:5432"}, "has an invalid port"),
+        ({"postgres://db.internal:5432": "postgres://db.example.com:abc"}, "has an invalid port"),
+    ],
+)
+def test_namespace_map_entries_are_checked(namespace_map: dict[str, str], message: str) -> None:
+    with pytest.raises(SettingsError) as raised:
+        build_settings({"url": "https://acme.alationcloud.com", "token": "t", "namespace_map": namespace_map})
+    assert "extra.namespace_map" in str(raised.value)
+    assert message in str(raised.value)
+
+
+def test_url_with_credentials_is_refused_without_echoing_them() -> None:
+    with pytest.raises(SettingsError) as raised:
+        build_settings({"url": "https://admin:hunter2@acme.alationcloud.com", "token": "t"})
+    assert "host:" in str(raised.value) and "user name or password" in str(raised.value)
+    assert "hunter2" not in str(raised.value)

@@ -138,6 +138,7 @@ class FakeAlation:
         self.datasources: dict[str, list[dict[str, Any]]] = {"v1": [], "v2": []}
         self.max_page = 1000
         self.next_page_header = True
+        self.ignore_skip = False  # a broken server that always answers the first page
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer((host, port), _handler(self))
         self._server.daemon_threads = True
@@ -263,6 +264,8 @@ class FakeAlation:
         if limit < 1 or skip < 0:
             return 400, {"detail": "limit must be >= 1 and skip >= 0"}, {}
         limit = min(limit, self.max_page)
+        if self.ignore_skip:
+            skip = 0
         with self._lock:
             items = self.datasources[api]
             page = items[skip : skip + limit]
