@@ -1,0 +1,110 @@
+"""The local outbox: durable write-ahead, once-only claims across threads and processes, caps."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+from airflow_provider_alation.outbox import LocalOutbox
+
+
+def filled(tmp_path: Path, count: int, **kwargs) -> LocalOutbox:
+    outbox = LocalOutbox(tmp_path / "spool", **kwargs)
+    for n in range(count):
+        outbox.settle(outbox.put(json.dumps({"n": n}).encode()), "retry")
+    return outbox
+
+
+def test_put_is_on_disk_claimed_and_private(tmp_path: Path) -> None:
+    outbox = LocalOutbox(tmp_path / "spool")
+    claim = outbox.put(b'{"event": 1}')
+    assert claim.path.parent == outbox.claimed
+    assert claim.path.read_bytes() == b'{"event": 1}'
+    assert claim.path.stat().st_mode & 0o777 == 0o600
+    assert outbox.claim(10) == []  # a claimed entry is nobody else's
+    assert outbox.counts() == {"pending": 0, "claimed": 1, "dead": 0}
+
+
+def test_settle_sent_retry_dead(tmp_path: Path) -> None:
+    outbox = LocalOutbox(tmp_path / "spool")
+    sent, retry, dead = (outbox.put(f'{{"n": {n}}}'.encode()) for n in range(3))
+    outbox.settle(sent, "sent")
+    outbox.settle(retry, "retry")
+    outbox.settle(dead, "dead", {"status": 422, "response_head": "bad facet"})
+    assert outbox.counts() == {"pending": 1, "claimed": 0, "dead": 1}
+    (dead_info,) = [info for info in outbox.list() if info.state == "dead"]
+    assert dead_info.reason is not None and dead_info.reason["status"] == 422
+    assert dead_info.reason["response_head"] == "bad facet"
+    # A dead letter is only claimed with dead=True; settled "sent", its reason goes too.
+    assert [c.body for c in outbox.claim(10)] == [b'{"n": 1}']
+    (again,) = outbox.claim(10, dead=True)
+    outbox.settle(again, "sent")
+    assert list(outbox.dead.iterdir()) == []
+
+
+def test_claims_oldest_first(tmp_path: Path) -> None:
+    outbox = filled(tmp_path, 5)
+    assert [json.loads(c.body)["n"] for c in outbox.claim(3)] == [0, 1, 2]
+
+
+def test_threads_claim_each_entry_once(tmp_path: Path) -> None:
+    outbox = filled(tmp_path, 400)
+    taken: list[list[int]] = [[] for _ in range(8)]
+
+    def worker(slot: int) -> None:
+        mine = LocalOutbox(outbox.dir)
+        while claims := mine.claim(7):
+            taken[slot].extend(json.loads(c.body)["n"] for c in claims)
+            for claim in claims:
+                mine.settle(claim, "sent")
+
+    threads = [threading.Thread(target=worker, args=(slot,)) for slot in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    everything = [n for part in taken for n in part]
+    assert sorted(everything) == list(range(400))
+    assert sum(1 for part in taken if part) > 1  # really concurrent
+
+
+def test_processes_claim_each_entry_once(tmp_path: Path) -> None:
+    outbox = filled(tmp_path, 300)
+    script = (
+        "import json, sys\n"
+        "from airflow_provider_alation.outbox import LocalOutbox\n"
+        "box = LocalOutbox(sys.argv[1]); got = []\n"
+        "while claims := box.claim(5):\n"
+        "    got += [json.loads(c.body)['n'] for c in claims]\n"
+        "    [box.settle(c, 'sent') for c in claims]\n"
+        "print(json.dumps(got))\n"
+    )
+    procs = [
+        subprocess.Popen([sys.executable, "-c", script, str(outbox.dir)], stdout=subprocess.PIPE, text=True)
+        for _ in range(4)
+    ]
+    results = [json.loads(proc.communicate(timeout=120)[0]) for proc in procs]
+    assert sorted(n for part in results for n in part) == list(range(300))
+
+
+def test_stale_claims_go_back_to_pending(tmp_path: Path) -> None:
+    outbox = LocalOutbox(tmp_path / "spool", lease_seconds=60)
+    outbox.put(b'{"killed": "mid-send"}')
+    outbox.settle(outbox.put(b'{"dead": 1}'), "dead", {"status": 400})
+    (dead,) = outbox.claim(1, dead=True)
+    assert outbox.reclaim_stale() == 0  # younger than the lease
+    assert outbox.reclaim_stale(lease_seconds=0) == 2
+    assert outbox.counts() == {"pending": 1, "claimed": 0, "dead": 1}  # the dead letter stays dead
+    assert dead.path.exists() is False
+
+
+def test_caps_drop_the_oldest_pending(tmp_path: Path) -> None:
+    outbox = filled(tmp_path, 8, max_events=5)
+    dropped = outbox.enforce_caps()
+    assert dropped.count == 3
+    assert [json.loads(c.body)["n"] for c in outbox.claim(10)] == [3, 4, 5, 6, 7]
+    by_bytes = filled(tmp_path / "b", 10, max_bytes=4 * len(b'{"n": 0}'))
+    assert by_bytes.enforce_caps().count == 6
