@@ -14,6 +14,7 @@ Outcomes:
 
 from __future__ import annotations
 
+import dataclasses
 import http.client
 import logging
 import random
@@ -33,6 +34,7 @@ Kind = Literal["sent", "retry", "rejected"]
 TRANSIENT_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 AUTH_STATUS = frozenset({401, 403})
 USER_AGENT = "airflow-provider-alation"
+RESPONSE_HEAD_BYTES = 512
 T = TypeVar("T")
 
 
@@ -45,6 +47,10 @@ class Outcome:
     elapsed: float = 0.0
     retry_after: float | None = None
     problem: str = ""  # "auth", "tls", "unreachable", "timeout", "not_found", "server", "rejected", ""
+    #: The first bytes of Alation's answer to a refused event (kept with a dead letter).
+    response_head: str = ""
+    #: The budget ended with a request still in flight; its late answer settles the event.
+    abandoned: bool = False
 
     @property
     def transient(self) -> bool:
@@ -66,6 +72,14 @@ def retry_after_seconds(response: requests.Response) -> float | None:
 
 
 def classify_response(response: requests.Response) -> Outcome:
+    outcome = _classify(response)
+    if outcome.kind != "sent" and response.content:
+        head = response.content[:RESPONSE_HEAD_BYTES].decode("utf-8", "replace")
+        outcome = dataclasses.replace(outcome, response_head=head)
+    return outcome
+
+
+def _classify(response: requests.Response) -> Outcome:
     status = response.status_code
     snippet = response.text[:200].strip() if response.content else ""
     if 200 <= status < 300:
@@ -93,6 +107,14 @@ def classify_response(response: requests.Response) -> Outcome:
             f"HTTP {status} redirect to {response.headers.get('Location', '?')}: "
             "a redirect would lose a POST; "
             "set the connection host/endpoint to the final address",
+            problem="rejected",
+        )
+    if status == 413:
+        return Outcome(
+            "rejected",
+            status,
+            "HTTP 413: the event is too large for Alation even after trimming; lower max_event_bytes "
+            "so that heavy optional facets are removed before sending",
             problem="rejected",
         )
     if status == 404:
@@ -142,6 +164,7 @@ def retrying_until(
     deadline: float,
     retry_if: Callable[[T], bool],
     retry_after: Callable[[T], float | None],
+    max_attempts: int | None = None,
 ) -> Retrying:
     """A tenacity policy over results: back-off (or ``Retry-After``), never past ``deadline``.
 
@@ -156,6 +179,8 @@ def retrying_until(
 
     def stop(state: RetryCallState) -> bool:
         # Stop when the next attempt could not even start before the deadline.
+        if max_attempts is not None and state.attempt_number >= max_attempts:
+            return True
         return time.monotonic() + wait(state) + 0.05 >= deadline
 
     return Retrying(
@@ -258,15 +283,7 @@ class Sender:
         retrying = self._retrying(deadline)
         outcome: Outcome = retrying(self._attempt, body, deadline)
         attempts = retrying.statistics.get("attempt_number", 1)
-        return Outcome(
-            outcome.kind,
-            outcome.status,
-            outcome.detail,
-            attempts,
-            time.monotonic() - started,
-            outcome.retry_after,
-            outcome.problem,
-        )
+        return dataclasses.replace(outcome, attempts=attempts, elapsed=time.monotonic() - started)
 
     def post(self, body: bytes, budget: float, on_late: Callable[[Outcome], None] | None = None) -> Outcome:
         """Post ``body``, returning within ``budget`` seconds whatever the network does.
@@ -304,4 +321,5 @@ class Sender:
             f"no complete answer within the time budget of {budget:g}s",
             elapsed=time.monotonic() - started,
             problem="timeout",
+            abandoned=True,
         )

@@ -44,6 +44,8 @@ log = logging.getLogger(__name__)
 
 APIS = (("v1", "integration/v1/datasource/"), ("v2", "integration/v2/datasource/"))
 PAGE_SIZE = 1000
+#: Attempts per page (429/5xx/network errors are retried with back-off, within the deadline).
+MAX_ATTEMPTS = 4
 MAX_PAGES = 10_000
 #: Bumped when the endpoint parser changes, so cached files are re-parsed from their URIs.
 PARSER_VERSION = 1
@@ -155,9 +157,13 @@ class DataSourceClient:
         return body
 
     def _get(self, url: str, deadline: float) -> requests.Response:
+        results: list[requests.Response | DiscoveryError] = []
+
         def attempt() -> requests.Response | DiscoveryError:
             remaining = deadline - time.monotonic()
-            if remaining <= 0.05:
+            if remaining <= 0.05:  # report what went wrong before, not that time ran out
+                if results:
+                    return results[-1]
                 return DiscoveryError("no time left to read Alation's data sources", "timeout")
             try:
                 token = self._token()
@@ -166,7 +172,7 @@ class DataSourceClient:
             per_request = min(self.settings.timeout, remaining)
             self.requests_made += 1
             try:
-                return self._session.get(
+                response = self._session.get(
                     url,
                     headers={"TOKEN": token, "Accept": "application/json", "User-Agent": USER_AGENT},
                     timeout=(per_request, per_request),
@@ -175,7 +181,10 @@ class DataSourceClient:
                 )
             except requests.RequestException as exc:
                 outcome = classify_exception(exc)
-                return DiscoveryError(outcome.detail, outcome.problem)
+                results.append(DiscoveryError(outcome.detail, outcome.problem))
+            else:
+                results.append(response)
+            return results[-1]
 
         def transient(result: requests.Response | DiscoveryError) -> bool:
             if isinstance(result, DiscoveryError):
@@ -185,12 +194,12 @@ class DataSourceClient:
         def hinted(result: requests.Response | DiscoveryError) -> float | None:
             return retry_after_seconds(result) if isinstance(result, requests.Response) else None
 
-        result = retrying_until(deadline, transient, hinted)(attempt)
+        result = retrying_until(deadline, transient, hinted, MAX_ATTEMPTS)(attempt)
         if isinstance(result, requests.Response) and result.status_code in (401, 403):
             forget = getattr(self._token, "forget", None)
             if forget is not None and getattr(self._token, "refreshable", False):
                 forget()  # a minted access token Alation no longer accepts: mint anew, once
-                result = retrying_until(deadline, transient, hinted)(attempt)
+                result = retrying_until(deadline, transient, hinted, MAX_ATTEMPTS)(attempt)
         if isinstance(result, DiscoveryError):
             raise result
         return result
