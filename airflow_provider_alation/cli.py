@@ -2,10 +2,12 @@
 
     airflow-alation resolve NAMESPACE... [--conn-id ID] [--map JSON] [--refresh] [--offline] [--json]
     airflow-alation datasources [--conn-id ID] [--refresh] [--match TEXT] [--json]
+    airflow-alation replay [--conn-id ID] [--dead] [--limit N] [--reclaim-after SECONDS] [--json]
 
 Settings come from the Airflow connection (``alation_default`` unless ``--conn-id``), as the
 transport reads them. Exit codes: 0 fine; 1 ``resolve``: a namespace matches no Alation data
-source (known only with discovery), ``datasources``: they could not be read; 2 bad settings or usage.
+source (known only with discovery), ``datasources``: they could not be read, ``replay``: events are
+left for a later replay; 2 bad settings or usage.
 """
 
 from __future__ import annotations
@@ -18,16 +20,18 @@ from collections.abc import Sequence
 from typing import Any
 
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
 
 from airflow_provider_alation.discovery import IndexLoad, load_index
+from airflow_provider_alation.replay import outbox_for, replay, sender_for
 from airflow_provider_alation.resolution import NamespaceResolver, Resolution
 from airflow_provider_alation.settings import DEFAULT_CONN_ID, AlationSettings, SettingsError, build_settings
 from airflow_provider_alation.tokens import BearerToken
 
 #: Interactive commands may wait longer for Alation than an emitting task would.
-CLI_DISCOVERY_BUDGET = 120.0
+CLI_DISCOVERY_BUDGET = 30.0
 EXIT_OK, EXIT_PROBLEM, EXIT_USAGE = 0, 1, 2
 
 
@@ -171,6 +175,55 @@ def cmd_datasources(args: argparse.Namespace, console: Console) -> int:
     return EXIT_PROBLEM if load.state == "unavailable" else EXIT_OK
 
 
+def cmd_replay(args: argparse.Namespace, console: Console) -> int:
+    settings = _settings(args)
+    outbox = outbox_for(settings)
+    reclaimed = outbox.reclaim_stale(args.reclaim_after) if args.reclaim_after is not None else 0
+    before = outbox.counts()
+    total = before["dead" if args.dead else "pending"] + (0 if args.dead else before["claimed"])
+    if args.limit is not None:
+        total = min(total, args.limit)
+    with Progress(
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=args.json,
+        disable=args.json,
+    ) as progress:
+        task = progress.add_task("dead letters" if args.dead else "outbox", total=total or None)
+        summary = replay(
+            outbox,
+            sender_for(settings),
+            per_event_budget=settings.time_budget,
+            dead=args.dead,
+            limit=args.limit,
+            on_event=lambda verdict, outcome: progress.advance(task),
+        )
+    summary.reclaimed += reclaimed
+    after = outbox.counts()
+    if args.json:
+        print(json.dumps({**summary.as_dict(), "before": before, "after": after}, indent=2))
+    else:
+        table = Table(title=f"Replay of {settings.spool_dir} to {settings.endpoint_url}")
+        table.add_column("")
+        table.add_column("events", justify="right")
+        table.add_row("sent", str(summary.sent))
+        table.add_row("dead-lettered (refused for good)", str(summary.dead))
+        for problem, count in sorted(summary.kept.items()):
+            table.add_row(f"kept for replay: {problem}", str(count))
+        table.add_row("claims of killed processes put back", str(summary.reclaimed))
+        table.add_row(
+            "left: pending / being sent elsewhere / dead",
+            f"{after['pending']} / {after['claimed']} / {after['dead']}",
+        )
+        console.print(table)
+        if summary.stopped:
+            console.print(Text(f"Stopped early: {summary.stopped}", style="red"))
+    return EXIT_PROBLEM if summary.kept_total or summary.stopped else EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="airflow-alation",
@@ -198,6 +251,23 @@ def build_parser() -> argparse.ArgumentParser:
     datasources.add_argument("--match", help="only those whose title, URI or host contains this text")
     common(datasources)
     datasources.set_defaults(handler=cmd_datasources)
+
+    replay_cmd = sub.add_parser("replay", help="send the events waiting in the outbox (spool_dir)")
+    replay_cmd.add_argument(
+        "--conn-id", default=DEFAULT_CONN_ID, help="Alation connection (default %(default)s)"
+    )
+    replay_cmd.add_argument(
+        "--dead", action="store_true", help="retry the dead letters (after fixing the cause)"
+    )
+    replay_cmd.add_argument("--limit", type=int, help="send at most this many events")
+    replay_cmd.add_argument(
+        "--reclaim-after",
+        type=float,
+        metavar="SECONDS",
+        help="first put back claims older than this (default: the lease, max(120, 12 x time_budget))",
+    )
+    replay_cmd.add_argument("--json", action="store_true", help="machine-readable output")
+    replay_cmd.set_defaults(handler=cmd_replay)
     return parser
 
 

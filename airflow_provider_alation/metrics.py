@@ -2,16 +2,21 @@
 
 Names, all under the ``alation.`` prefix:
 
-- ``alation.events.sent``                - events Alation answered 2xx
+- ``alation.events.sent``                - events Alation answered 2xx (first attempt, drain or replay)
 - ``alation.events.skipped.<reason>``    - events the gate dropped (``not_complete``, ``no_inputs``, ...)
-- ``alation.events.failed.<problem>``    - events not delivered this time (``auth``, ``timeout``, ...)
-- ``alation.events.rejected``            - events Alation refused for good (4xx)
+- ``alation.events.queued``              - events kept in the outbox for replay (not delivered now)
+- ``alation.events.failed.<problem>``    - why they were not delivered (``auth``, ``timeout``, ...)
+- ``alation.events.replayed``            - outbox events delivered later (drain or replay)
+- ``alation.events.dead_lettered``       - events Alation refused for good, moved to dead/
 - ``alation.events.invalid_settings``    - events not sent because the connection is invalid
+- ``alation.outbox.dropped``             - oldest outbox events dropped because a cap was hit
+- ``alation.outbox.unavailable``         - events sent without the outbox (spool_dir unusable)
 - ``alation.send.duration``              - timer: seconds spent delivering one event
 """
 
 from __future__ import annotations
 
+import sys
 from functools import cache
 from typing import Any
 
@@ -26,6 +31,8 @@ class _NoStats:
 
 @cache
 def _stats() -> Any:
+    if "airflow" not in sys.modules:  # outside Airflow: importing it would cost seconds for nothing
+        return _NoStats()
     try:
         from airflow.providers.common.compat.sdk import Stats
     except ImportError:
@@ -39,8 +46,8 @@ def _stats() -> Any:
 PREFIX = "alation"
 
 
-def incr(name: str) -> None:
-    _stats().incr(f"{PREFIX}.{name}")
+def incr(name: str, count: int = 1) -> None:
+    _stats().incr(f"{PREFIX}.{name}", count)
 
 
 def timing(name: str, seconds: float) -> None:

@@ -112,6 +112,17 @@ class AlationSettings(BaseModel):
     )
     verify: bool | str = Field(default=True, description="TLS verification, or a CA bundle path")
     spool_dir: str = Field(default_factory=default_spool_dir, description="Durable outbox directory")
+    outbox_max_events: int = Field(
+        default=10_000,
+        ge=1,
+        description="Outbox cap on events; the oldest are dropped (counted) above it",
+    )
+    outbox_max_bytes: int = Field(
+        default=256 * 1024 * 1024, ge=1024, description="Outbox cap on bytes; the oldest are dropped above it"
+    )
+    drain_max_events: int = Field(
+        default=5, ge=0, le=100, description="Outbox events sent after each successful send (0: replay only)"
+    )
     max_event_bytes: int = Field(
         default=1_048_576, ge=1024, description="Events above this size are trimmed (facets, never datasets)"
     )
@@ -241,6 +252,11 @@ class AlationSettings(BaseModel):
                 "lower timeout or raise time_budget"
             )
         return self
+
+    @property
+    def outbox_lease(self) -> float:
+        """Seconds after which a claim is presumed dead (its process was killed) and replayed."""
+        return max(120.0, 12 * self.time_budget)
 
     @property
     def endpoint_url(self) -> str:

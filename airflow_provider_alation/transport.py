@@ -27,6 +27,8 @@ from airflow_provider_alation import gate, metrics
 from airflow_provider_alation.delivery import Outcome, Sender
 from airflow_provider_alation.discovery import load_index
 from airflow_provider_alation.namespaces import parse_namespace, redact
+from airflow_provider_alation.outbox import Claim, LocalOutbox
+from airflow_provider_alation.replay import replay, settle
 from airflow_provider_alation.resolution import NamespaceResolver, Resolution
 from airflow_provider_alation.settings import (
     DEFAULT_CONN_ID,
@@ -46,6 +48,8 @@ log = logging.getLogger(__name__)
 SETTINGS_TTL_SECONDS = 60.0
 #: A long-lived process looks at the discovered data sources (the disk cache) this often.
 INDEX_RECHECK_SECONDS = 30.0
+#: After a successful send, outbox events are sent for at most this long (within time_budget).
+DRAIN_SECONDS = 1.0
 
 _INLINE_ONLY = ("url", "token", "user_id")
 
@@ -85,6 +89,7 @@ class AlationTransport(Transport):
         self._index_checked_at = float("-inf")
         self._bearer: BearerToken | None = None
         self._sender: Sender | None = None
+        self._outbox: LocalOutbox | None = None
         self._logged: set[str] = set()
 
     def __repr__(self) -> str:
@@ -151,11 +156,96 @@ class AlationTransport(Transport):
             log.info("Alation lineage (dry_run): would POST to %s: %s", settings.endpoint_url, body.decode())
             return Outcome("sent", None, "dry_run")
 
+        outbox = self._get_outbox(settings)
+        claim = self._write_ahead(outbox, body, settings)
+        sender = self._get_sender(settings)
         budget = settings.time_budget - (time.monotonic() - started)
-        outcome = self._get_sender(settings).post(body, budget)
+
+        def settle_late(late: Outcome) -> None:
+            if claim is not None:
+                settle(outbox, claim, late, replayed=False)
+
+        outcome = sender.post(body, budget, on_late=settle_late)
         metrics.timing("send.duration", outcome.elapsed)
-        self._report_outcome(outcome, job_name, settings)
+        if claim is None:
+            problem = outcome.problem or "other"
+            metrics.incr("events.sent" if outcome.kind == "sent" else f"events.failed.{problem}")
+        elif not outcome.abandoned and settle(outbox, claim, outcome, replayed=False) == "retry":
+            self._enforce_caps(outbox, settings)
+        self._report_outcome(outcome, job_name, settings, claim is not None)
+        if outcome.kind == "sent" and claim is not None and settings.drain_max_events:
+            self._drain(outbox, sender, settings, started)
         return outcome
+
+    # -- outbox -----------------------------------------------------------------------------------
+    def _get_outbox(self, settings: AlationSettings) -> LocalOutbox:
+        with self._lock:
+            if self._outbox is None:
+                self._outbox = LocalOutbox(
+                    settings.spool_dir,
+                    max_events=settings.outbox_max_events,
+                    max_bytes=settings.outbox_max_bytes,
+                    lease_seconds=settings.outbox_lease,
+                )
+            return self._outbox
+
+    def _write_ahead(self, outbox: LocalOutbox, body: bytes, settings: AlationSettings) -> Claim | None:
+        """The event on disk before the first network attempt; None (logged once) if it cannot be."""
+        try:
+            return outbox.put(body)
+        except OSError as exc:
+            metrics.incr("outbox.unavailable")
+            self._log_once(
+                "outbox-unavailable",
+                logging.ERROR,
+                "Alation lineage: cannot write to spool_dir %s (%s); events are sent without the outbox, "
+                "so one that cannot be delivered now is lost. Make spool_dir writable (a shared volume on "
+                "Celery/Kubernetes workers).",
+                settings.spool_dir,
+                exc,
+            )
+            return None
+
+    def _enforce_caps(self, outbox: LocalOutbox, settings: AlationSettings) -> None:
+        try:
+            dropped = outbox.enforce_caps()
+        except OSError:
+            return
+        if dropped.count:
+            metrics.incr("outbox.dropped", dropped.count)
+            log.error(
+                "Alation lineage: the outbox %s is full (outbox_max_events=%d, outbox_max_bytes=%d): "
+                "dropped the %d oldest event(s) (%d bytes) that were waiting for replay. Fix delivery "
+                "(see the warnings above) and run `airflow-alation replay`, or raise the caps.",
+                settings.spool_dir,
+                settings.outbox_max_events,
+                settings.outbox_max_bytes,
+                dropped.count,
+                dropped.bytes,
+            )
+
+    def _drain(self, outbox: LocalOutbox, sender: Sender, settings: AlationSettings, started: float) -> None:
+        """Alation answered: send a few events waiting in the outbox, in a small time slice."""
+        window = min(DRAIN_SECONDS, settings.time_budget - (time.monotonic() - started) - 0.25)
+        if window <= 0.3:
+            return
+        try:
+            summary = replay(
+                outbox,
+                sender,
+                per_event_budget=window,
+                limit=settings.drain_max_events,
+                window=window,
+            )
+        except OSError as exc:
+            log.debug("Alation lineage: outbox drain skipped: %s", exc)
+            return
+        if summary.sent or summary.dead:
+            log.info(
+                "Alation lineage: sent %d event(s) waiting in the outbox (%d dead-lettered)",
+                summary.sent,
+                summary.dead,
+            )
 
     def settings(self) -> AlationSettings | None:
         """The validated settings (cached for a minute); None, logged once, when they are invalid."""
@@ -171,7 +261,7 @@ class AlationTransport(Transport):
                         self._index_checked_at = float("-inf")
                         if self._sender is not None:
                             self._sender.close()
-                        self._sender, self._bearer = None, None
+                        self._sender, self._bearer, self._outbox = None, None, None
                     self._settings, self._settings_error = settings, None
                 self._loaded_at = time.monotonic()
             if self._settings_error is not None:
@@ -309,9 +399,15 @@ class AlationTransport(Transport):
                     resolution.host_port,
                 )
 
-    def _report_outcome(self, outcome: Outcome, job_name: Any, settings: AlationSettings) -> None:
+    def _report_outcome(
+        self, outcome: Outcome, job_name: Any, settings: AlationSettings, durable: bool
+    ) -> None:
+        kept = (
+            "it is kept in the outbox and sent by the next successful send or `airflow-alation replay`"
+            if durable
+            else "it is lost (no outbox)"
+        )
         if outcome.kind == "sent":
-            metrics.incr("events.sent")
             log.info(
                 "Alation lineage: sent COMPLETE event of %s (HTTP %s, %d attempt(s), %.2fs)",
                 job_name,
@@ -320,16 +416,33 @@ class AlationTransport(Transport):
                 outcome.elapsed,
             )
         elif outcome.kind == "rejected":
-            metrics.incr("events.rejected")
-            log.error("Alation lineage: Alation refused the event of %s: %s", job_name, outcome.detail)
+            log.error(
+                "Alation lineage: Alation refused the event of %s for good: %s%s",
+                job_name,
+                outcome.detail,
+                f"; moved to the dead letters in {settings.spool_dir}/dead (retry them after a fix with "
+                "`airflow-alation replay --dead`)"
+                if durable
+                else "",
+            )
+        elif outcome.problem in ("auth", "tls"):
+            # Every event fails the same way until the setup is fixed: say it once per process.
+            self._log_once(
+                f"outcome:{outcome.problem}",
+                logging.ERROR,
+                "Alation lineage: %s. The event of %s is not delivered; %s.",
+                outcome.detail,
+                job_name,
+                kept,
+            )
         else:
-            metrics.incr(f"events.failed.{outcome.problem or 'other'}")
             log.warning(
-                "Alation lineage: event of %s not delivered to %s within time_budget=%gs: %s",
+                "Alation lineage: event of %s not delivered to %s within time_budget=%gs (%s); %s.",
                 job_name,
                 settings.endpoint_url,
                 settings.time_budget,
                 outcome.detail,
+                kept,
             )
 
 

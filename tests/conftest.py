@@ -13,6 +13,14 @@ from tests.support.postgres import PostgresServer
 from tests.support.spec import validate_event
 
 
+@pytest.fixture(autouse=True)
+def isolated_airflow_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Default spool_dir and cache_dir ($AIRFLOW_HOME/alation/...) inside the test's tmp_path."""
+    home = tmp_path / "airflow-home"
+    monkeypatch.setenv("AIRFLOW_HOME", str(home))
+    return home
+
+
 @pytest.fixture
 def token() -> str:
     return "alation-test-token-" + secrets.token_hex(12)

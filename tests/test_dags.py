@@ -5,6 +5,9 @@ contract and records what it receives."""
 
 from __future__ import annotations
 
+import json
+import tempfile
+
 import pytest
 
 from tests.support.airflow_home import AirflowHome, connection_json, dag_run_succeeded
@@ -15,7 +18,12 @@ TARGET = "postgres://prod-db.example.com:5432"
 
 
 def alation_env(fake, token: str, **extra) -> dict[str, str]:
-    settings = {"verify": str(fake.cert_path), **extra}
+    # Each run its own outbox, so that nothing one test leaves behind is drained into another.
+    settings = {
+        "verify": str(fake.cert_path),
+        "spool_dir": tempfile.mkdtemp(prefix="alation-spool-"),
+        **extra,
+    }
     return {"AIRFLOW_CONN_ALATION_DEFAULT": connection_json(fake.url, token, settings)}
 
 
@@ -171,3 +179,45 @@ def test_non_url_host_logged_and_task_succeeds(airflow_home, fake_alation, token
     result = airflow_home.dags_test("alation_quickstart", env)
     assert_clean_run(result, "alation_quickstart", token)
     assert "host: 'not a url' is not a tenant URL" in result.stdout
+
+
+def _queued_outbox(spool: str, count: int) -> list[str]:
+    """Events waiting in an outbox, as a failed delivery leaves them."""
+    from airflow_provider_alation.outbox import LocalOutbox
+    from tests.support.emitter import distinct_event
+
+    outbox = LocalOutbox(spool)
+    run_ids = []
+    for _ in range(count):
+        event = distinct_event()
+        run_ids.append(event["run"]["runId"])
+        outbox.settle(outbox.put(json.dumps(event).encode()), "retry")
+    return run_ids
+
+
+def test_outbox_replay_dag_sends_what_waits(airflow_home: AirflowHome, fake_alation, token, tmp_path) -> None:
+    spool = str(tmp_path / "spool")
+    run_ids = _queued_outbox(spool, 3)
+    result = airflow_home.dags_test(
+        "alation_outbox_replay", alation_env(fake_alation, token, spool_dir=spool)
+    )
+    assert_clean_run(result, "alation_outbox_replay", token)
+    assert sorted(e["run"]["runId"] for e in fake_alation.events) == sorted(run_ids)
+    assert "'sent': 3" in result.stdout + result.stderr
+
+
+def test_outbox_replay_dag_fails_loudly_on_a_rejected_token(
+    airflow_home: AirflowHome, fake_alation, token, tmp_path
+) -> None:
+    spool = str(tmp_path / "spool")
+    _queued_outbox(spool, 2)
+    result = airflow_home.dags_test(
+        "alation_outbox_replay", alation_env(fake_alation, token + "-revoked", spool_dir=spool)
+    )
+    output = result.stdout + result.stderr
+    assert not dag_run_succeeded(result, "alation_outbox_replay"), output[-3000:]
+    assert "ReplayStopped" in output and "rejected the token" in output
+    assert fake_alation.events == []
+    from airflow_provider_alation.outbox import LocalOutbox
+
+    assert LocalOutbox(spool).counts()["pending"] == 2  # still there for the next run

@@ -91,12 +91,17 @@ def make_self_signed_cert(directory: str | Path, hostname: str = "localhost") ->
 
 @dataclass
 class Fault:
-    """One scripted answer: a status (with headers/body), or a hang of ``delay`` seconds."""
+    """One scripted answer: a status (with headers/body), after a hang of ``delay`` seconds.
+
+    ``drip`` > 0: the event is accepted (recorded) and the 200 answer's body is sent one byte every
+    ``drip`` seconds, a server that defeats per-read socket timeouts.
+    """
 
     status: int = 503
     body: bytes = b'{"detail": "injected fault"}'
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0
+    drip: float = 0.0
 
 
 @dataclass
@@ -134,6 +139,8 @@ class FakeAlation:
         self.faults: list[Fault] = []
         self.api_faults: list[Fault] = []
         self.api_down = False
+        self.lineage_down = False  # every event answered 503 (an outage)
+        self.posts_started = 0  # POSTs to the endpoint received, answered or not (yet)
         self.api_delay = 0.0  # seconds before each data-source page is answered
         self.datasources: dict[str, list[dict[str, Any]]] = {"v1": [], "v2": []}
         self.max_page = 1000
@@ -315,6 +322,20 @@ def _handler(fake: FakeAlation) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             self.wfile.write(data)
 
+        def _drip(self, status: int, data: bytes, every: float) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.flush()
+            try:
+                for index in range(len(data)):
+                    time.sleep(every)
+                    self.wfile.write(data[index : index + 1])
+                    self.wfile.flush()
+            except OSError:
+                return  # the client gave up
+
         def _body(self) -> bytes:
             length = int(self.headers.get("Content-Length") or 0)
             return self.rfile.read(length) if length else b""
@@ -325,7 +346,16 @@ def _handler(fake: FakeAlation) -> type[BaseHTTPRequestHandler]:
             path = urlsplit(self.path).path
             event = None
             if path == fake.endpoint:
+                with fake._lock:
+                    fake.posts_started += 1
                 fault = fake._next_fault()
+                if fault is None and fake.lineage_down:
+                    fault = Fault(503, b'{"detail": "Service unavailable"}')
+                if fault is not None and fault.drip:
+                    status, payload, event = fake.handle_lineage(headers, body)
+                    fake._record(Request("POST", path, headers, body, status), event)
+                    self._drip(status, json.dumps(payload or {"accepted": True}).encode(), fault.drip)
+                    return
                 if fault is not None:
                     if fault.delay:
                         time.sleep(fault.delay)

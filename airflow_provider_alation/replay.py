@@ -1,0 +1,211 @@
+"""Settling an outbox entry after a delivery attempt, and replaying the outbox.
+
+I/O orchestration over :class:`~airflow_provider_alation.outbox.Outbox` and
+:class:`~airflow_provider_alation.delivery.Sender`; used by the transport (the first attempt and the
+bounded drain after a successful send), by ``airflow-alation replay`` and by the maintenance DAG.
+
+Verdicts: 2xx -> the entry is removed; a permanent refusal (400, 404, 413, 422, other 4xx, a
+redirect) -> dead letter with the status and the first bytes of the answer; everything else
+(401/403, 429, 5xx, network, timeout) -> kept for replay.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from airflow_provider_alation import metrics
+from airflow_provider_alation.delivery import Outcome, Sender
+from airflow_provider_alation.outbox import Claim, LocalOutbox, Outbox, Verdict
+from airflow_provider_alation.settings import DEFAULT_CONN_ID, AlationSettings
+from airflow_provider_alation.tokens import BearerToken
+
+log = logging.getLogger(__name__)
+
+#: Problems that fail every event the same way until someone fixes the setup: a replay stops.
+STOPPING_PROBLEMS = frozenset({"auth", "tls", "unreachable"})
+#: A replay also stops after this many transient failures in a row (Alation still down).
+MAX_FAILURES_IN_A_ROW = 3
+
+
+def verdict_of(outcome: Outcome) -> Verdict:
+    if outcome.kind == "sent":
+        return "sent"
+    if outcome.kind == "rejected":
+        return "dead"
+    return "retry"
+
+
+def job_of(body: bytes) -> str:
+    try:
+        return str(json.loads(body).get("job", {}).get("name", "?"))
+    except (ValueError, AttributeError):
+        return "?"
+
+
+def settle(outbox: Outbox, claim: Claim, outcome: Outcome, *, replayed: bool) -> Verdict:
+    """Apply ``outcome`` to the entry and count it; returns the verdict."""
+    verdict = verdict_of(outcome)
+    reason: dict[str, Any] | None = None
+    if verdict == "dead":
+        reason = {
+            "status": outcome.status,
+            "problem": outcome.problem,
+            "detail": outcome.detail,
+            "response_head": outcome.response_head,
+            "job": job_of(claim.body),
+        }
+    outbox.settle(claim, verdict, reason)
+    if verdict == "sent":
+        metrics.incr("events.sent")
+        if replayed or claim.was_dead:
+            metrics.incr("events.replayed")
+    elif verdict == "dead":
+        metrics.incr("events.dead_lettered")
+    else:
+        metrics.incr(f"events.failed.{outcome.problem or 'other'}")
+        if not replayed:
+            metrics.incr("events.queued")
+    return verdict
+
+
+@dataclass
+class ReplaySummary:
+    claimed: int = 0
+    sent: int = 0
+    dead: int = 0
+    kept: Counter[str] = field(default_factory=Counter)  # problem -> events kept for replay
+    released: int = 0  # claimed but not attempted (the replay stopped) and put back
+    reclaimed: int = 0  # claims of killed processes put back before this replay
+    stopped: str = ""  # why the replay stopped early, with the fix
+    seconds: float = 0.0
+
+    @property
+    def kept_total(self) -> int:
+        return sum(self.kept.values())
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "claimed": self.claimed,
+            "sent": self.sent,
+            "dead_lettered": self.dead,
+            "kept_for_replay": dict(self.kept),
+            "released": self.released,
+            "reclaimed": self.reclaimed,
+            "stopped": self.stopped,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+def replay(
+    outbox: Outbox,
+    sender: Sender,
+    *,
+    per_event_budget: float,
+    dead: bool = False,
+    limit: int | None = None,
+    window: float | None = None,
+    batch: int = 10,
+    reclaim: bool = True,
+    on_event: Callable[[Verdict, Outcome], None] | None = None,
+) -> ReplaySummary:
+    """Send outbox entries (dead letters with ``dead``) until none is left, ``limit`` is reached,
+    ``window`` seconds have passed, or a problem that fails every event stops it.
+
+    Safe to run in several processes or machines at once over a shared outbox: each entry is
+    claimed by exactly one of them.
+    """
+    started = time.monotonic()
+    summary = ReplaySummary()
+    reclaim_stale = getattr(outbox, "reclaim_stale", None)
+    if reclaim and reclaim_stale is not None:
+        summary.reclaimed = reclaim_stale()
+    failures_in_a_row = 0
+    while not summary.stopped:
+        want = batch if limit is None else min(batch, limit - summary.claimed)
+        if want <= 0:
+            break
+        claims = outbox.claim(want, dead=dead)
+        if not claims:
+            break
+        summary.claimed += len(claims)
+        for index, claim in enumerate(claims):
+            budget = per_event_budget
+            if window is not None:
+                budget = min(budget, window - (time.monotonic() - started))
+            if summary.stopped or budget <= 0.2:
+                for rest in claims[index:]:
+                    outbox.settle(rest, "retry")
+                summary.released += len(claims) - index
+                summary.stopped = summary.stopped or "time window used up"
+                break
+            outcome = sender.post(
+                claim.body,
+                budget,
+                on_late=lambda late, claim=claim: settle(outbox, claim, late, replayed=True),
+            )
+            if outcome.abandoned:  # settled by its late answer, or replayed after the lease
+                verdict: Verdict = "retry"
+            else:
+                verdict = settle(outbox, claim, outcome, replayed=True)
+            if verdict == "sent":
+                summary.sent += 1
+                failures_in_a_row = 0
+            elif verdict == "dead":
+                summary.dead += 1
+                failures_in_a_row = 0
+            else:
+                summary.kept[outcome.problem or "other"] += 1
+                failures_in_a_row += 1
+                if outcome.problem in STOPPING_PROBLEMS:
+                    summary.stopped = outcome.detail
+                elif failures_in_a_row >= MAX_FAILURES_IN_A_ROW:
+                    summary.stopped = f"{failures_in_a_row} failures in a row, last: {outcome.detail}"
+            if on_event is not None:
+                on_event(verdict, outcome)
+    summary.seconds = time.monotonic() - started
+    return summary
+
+
+def outbox_for(settings: AlationSettings) -> LocalOutbox:
+    return LocalOutbox(
+        settings.spool_dir,
+        max_events=settings.outbox_max_events,
+        max_bytes=settings.outbox_max_bytes,
+        lease_seconds=settings.outbox_lease,
+    )
+
+
+def sender_for(settings: AlationSettings) -> Sender:
+    return Sender(settings.endpoint_url, BearerToken(settings), settings.timeout, settings.verify)
+
+
+class ReplayStopped(RuntimeError):
+    """A replay could not deliver because of a setup problem (token, TLS, network): fix it."""
+
+
+def replay_connection(
+    conn_id: str = DEFAULT_CONN_ID, *, dead: bool = False, limit: int | None = None
+) -> dict[str, Any]:
+    """Replay the outbox of an Airflow connection's settings (the maintenance DAG's task).
+
+    Raises :class:`ReplayStopped`, failing the task in the Airflow UI, when a problem that needs
+    a person (a rejected token, a TLS failure, no network) stopped the replay.
+    """
+    from airflow_provider_alation.connection import load_settings
+
+    settings = load_settings(conn_id)
+    outbox = outbox_for(settings)
+    summary = replay(
+        outbox, sender_for(settings), per_event_budget=settings.time_budget, dead=dead, limit=limit
+    )
+    result = {**summary.as_dict(), "left": outbox.counts()}
+    log.info("Alation lineage: outbox replay of %s: %s", settings.spool_dir, result)
+    if summary.stopped and any(problem in STOPPING_PROBLEMS for problem in summary.kept):
+        raise ReplayStopped(f"Alation outbox replay stopped: {summary.stopped}; {result}")
+    return result
