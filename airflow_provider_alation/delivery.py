@@ -14,13 +14,14 @@ Outcomes:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import http.client
 import logging
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Literal, TypeVar
@@ -129,6 +130,11 @@ def _classify(response: requests.Response) -> Outcome:
 
 
 def classify_exception(exc: BaseException) -> Outcome:
+    if isinstance(exc, (requests.exceptions.InvalidHeader, requests.exceptions.InvalidURL)):
+        # Their message would quote the header or URL, and so the token: name the type only.
+        return Outcome(
+            "rejected", None, f"{type(exc).__name__}: check the token and the URL", problem="rejected"
+        )
     if isinstance(exc, requests.exceptions.SSLError):
         return Outcome(
             "retry",
@@ -148,6 +154,31 @@ def classify_exception(exc: BaseException) -> Outcome:
             problem="unreachable",
         )
     return Outcome("retry", None, f"{type(exc).__name__}: {_short(exc)}", problem="unreachable")
+
+
+_QUIET_LOCK = threading.Lock()
+_quiet_depth = 0
+_saved_debuglevel = 0
+
+
+@contextlib.contextmanager
+def _quiet_http_client() -> Iterator[None]:
+    """``http.client`` debug output off while any request of ours is in flight: it would print the
+    Authorization header. Reference-counted, so overlapping requests (an abandoned one finishing
+    while the next runs) never switch it back on under each other."""
+    global _quiet_depth, _saved_debuglevel
+    with _QUIET_LOCK:
+        if _quiet_depth == 0:
+            _saved_debuglevel = http.client.HTTPConnection.debuglevel
+            http.client.HTTPConnection.debuglevel = 0
+        _quiet_depth += 1
+    try:
+        yield
+    finally:
+        with _QUIET_LOCK:
+            _quiet_depth -= 1
+            if _quiet_depth == 0:
+                http.client.HTTPConnection.debuglevel = _saved_debuglevel
 
 
 def _short(exc: BaseException) -> str:
@@ -248,26 +279,23 @@ class Sender:
             bearer = self._bearer()
         except Exception as exc:  # noqa: BLE001 - e.g. a refresh token Alation refuses to exchange
             return Outcome("retry", None, _short(exc), problem="auth")
-        previous_debuglevel = http.client.HTTPConnection.debuglevel
-        http.client.HTTPConnection.debuglevel = 0  # never let http.client print the Authorization header
         try:
-            response = self._session().post(
-                self.url,
-                data=body,
-                headers={
-                    "Content-Type": "application/json",
-                    "Authorization": f"Bearer {bearer}",
-                    "User-Agent": USER_AGENT,
-                },
-                timeout=(per_request, per_request),
-                verify=self.verify,
-                allow_redirects=False,
-            )
+            with _quiet_http_client():
+                response = self._session().post(
+                    self.url,
+                    data=body,
+                    headers={
+                        "Content-Type": "application/json",
+                        "Authorization": f"Bearer {bearer}",
+                        "User-Agent": USER_AGENT,
+                    },
+                    timeout=(per_request, per_request),
+                    verify=self.verify,
+                    allow_redirects=False,
+                )
             response.close()
         except requests.RequestException as exc:
             return classify_exception(exc)
-        finally:
-            http.client.HTTPConnection.debuglevel = previous_debuglevel
         return classify_response(response)
 
     def _retrying(self, deadline: float) -> Retrying:

@@ -9,13 +9,15 @@ executor pods).
 :class:`LocalOutbox` keeps one file per event under ``spool_dir``::
 
     pending/<entry>.json                 waiting to be sent, by anyone
-    claimed/<entry>@<claimed_ms>-<n>[-dead].json  being sent by one process (its claim)
+    claimed/<entry>@<claimed_ms>-<n>[-dead].json  being sent by one process (its claim; its age is
+                                          the file's mtime, touched when claimed)
     dead/<entry>.json + <entry>.reason.json  refused by Alation for good, with the reason
 
 ``<entry>`` is ``<queued_ns>-<random>-<bytes>``: ordered by age, unique, its size in the name so
 the caps need no ``stat``. Every move is one ``rename``, atomic on a local or shared (NFS) file
 system, so of several processes or machines claiming the same file exactly one wins. A claim
-older than the lease (its owner died, e.g. SIGKILL mid-send) goes back to ``pending``.
+older than the lease (its owner died, e.g. SIGKILL mid-send) goes back to ``pending``. Above the
+caps, the oldest waiting entries (pending or dead) are dropped.
 Files are written atomically (temporary file, fsync, rename; mode 0600); they hold the event,
 never the token.
 """
@@ -28,7 +30,7 @@ import logging
 import os
 import secrets
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Protocol
@@ -76,14 +78,14 @@ class Outbox(Protocol):
     def put(self, body: bytes) -> Claim:
         """Store ``body`` durably, already claimed by the caller (it is about to send it)."""
 
-    def claim(self, limit: int, *, dead: bool = False) -> list[Claim]:
-        """Claim up to ``limit`` entries, oldest first (dead letters with ``dead``)."""
+    def claim(self, limit: int, *, dead: bool = False, entries: Sequence[str] | None = None) -> list[Claim]:
+        """Claim up to ``limit`` entries, oldest first, or exactly ``entries`` (those still there)."""
 
     def settle(self, claim: Claim, verdict: Verdict, reason: dict[str, object] | None = None) -> None:
-        """``sent``: remove; ``retry``: back to pending; ``dead``: to the dead letters, with ``reason``."""
+        """``sent``: remove; ``retry``: back where it came from; ``dead``: to the dead letters."""
 
-    def list(self) -> list[EntryInfo]:
-        """Every entry, oldest first."""
+    def list(self, state: State | None = None) -> list[EntryInfo]:
+        """Every entry (of one state), oldest first."""
 
 
 def _entry_name(size: int) -> str:
@@ -106,7 +108,12 @@ def _queued_at(entry: str) -> float:
 
 
 class LocalOutbox:
-    """The outbox as files under a directory (local disk or a volume shared by several workers)."""
+    """The outbox as files under a directory (local disk or a volume shared by several workers).
+
+    A claim's age is its file's modification time, set when it is claimed and compared with a
+    probe file's, so on a shared (NFS) volume both come from the file server's clock, not from
+    machines whose clocks may differ.
+    """
 
     def __init__(
         self,
@@ -135,6 +142,17 @@ class LocalOutbox:
         marker = "-dead" if dead else ""
         return self.claimed / f"{entry}@{int(time.time() * 1000)}-{secrets.token_hex(3)}{marker}.json"
 
+    @staticmethod
+    def _names(folder: Path) -> list[str]:
+        try:
+            with os.scandir(folder) as entries:
+                return [e.name for e in entries if e.name.endswith(".json") and not e.name.startswith(".")]
+        except FileNotFoundError:
+            return []
+
+    def _events(self, folder: Path) -> list[str]:
+        return [n for n in self._names(folder) if not n.endswith(".reason.json")]
+
     # -- put -----------------------------------------------------------------------------------
     def put(self, body: bytes) -> Claim:
         self._ensure()
@@ -144,112 +162,150 @@ class LocalOutbox:
         return Claim(entry, body, path)
 
     def enforce_caps(self) -> Dropped:
-        """Drop the oldest pending entries while the outbox is over ``max_events`` or ``max_bytes``."""
-        names = sorted(self._names(self.pending)) if self.pending.is_dir() else []
-        claimed = self._names(self.claimed) if self.claimed.is_dir() else []
-        count = len(names) + len(claimed)
-        total = sum(_size_of(_entry_of(n)) for n in names) + sum(_size_of(_entry_of(n)) for n in claimed)
+        """Drop the oldest waiting entries (pending or dead) while the outbox is over a cap."""
+        waiting = sorted(
+            [(_entry_of(n), self.pending / n) for n in self._events(self.pending)]
+            + [(_entry_of(n), self.dead / n) for n in self._events(self.dead)]
+        )
+        claimed = [_entry_of(n) for n in self._names(self.claimed)]
+        count = len(waiting) + len(claimed)
+        total = sum(_size_of(e) for e, _ in waiting) + sum(_size_of(e) for e in claimed)
         dropped = Dropped(0, 0)
-        for name in names:
+        for entry, path in waiting:
             if count <= self.max_events and total <= self.max_bytes:
                 break
-            size = _size_of(_entry_of(name))
-            with contextlib.suppress(FileNotFoundError):  # another process may have claimed it
-                (self.pending / name).unlink()
-                dropped = Dropped(dropped.count + 1, dropped.bytes + size)
+            size = _size_of(entry)
+            try:
+                path.unlink()
+            except FileNotFoundError:  # claimed meanwhile: still in the outbox, keep counting it
+                continue
+            if path.parent == self.dead:
+                with contextlib.suppress(OSError):
+                    (self.dead / f"{entry}.reason.json").unlink()
+            dropped = Dropped(dropped.count + 1, dropped.bytes + size)
             count -= 1
             total -= size
         return dropped
 
     # -- claim ---------------------------------------------------------------------------------
-    @staticmethod
-    def _names(folder: Path) -> list[str]:
+    def _server_now(self) -> float:
+        """The file system's idea of now (the file server's clock on NFS)."""
+        probe = self.claimed / f".probe-{os.getpid()}-{secrets.token_hex(3)}"
+        probe.touch()
         try:
-            with os.scandir(folder) as entries:
-                return [e.name for e in entries if e.name.endswith(".json") and not e.name.startswith(".")]
-        except FileNotFoundError:
-            return []
+            return probe.stat().st_mtime
+        finally:
+            with contextlib.suppress(OSError):
+                probe.unlink()
 
     def reclaim_stale(self, lease_seconds: float | None = None) -> int:
-        """Claims older than the lease (their owner died) go back to pending; returns how many."""
+        """Claims older than the lease (their owner died) go back where they came from; stray
+        temporary files of killed writers are removed. Returns how many claims were put back."""
         lease = self.lease_seconds if lease_seconds is None else lease_seconds
-        now_ms = time.time() * 1000
+        try:
+            now = self._server_now()
+        except FileNotFoundError:
+            return 0
         moved = 0
-        for name in self._names(self.claimed):
-            stamp = name.removesuffix(".json").split("@", 1)[-1].split("-", 1)[0]
-            if not stamp.isdigit() or now_ms - int(stamp) < lease * 1000:
+        try:
+            with os.scandir(self.claimed) as entries:
+                names = [(e.name, e.stat().st_mtime) for e in entries]
+        except FileNotFoundError:
+            return 0
+        for name, mtime in names:
+            if now - mtime < lease:
+                continue
+            if name.startswith("."):  # .<name>.tmp of a writer killed mid-write
+                if name.endswith(".tmp"):
+                    with contextlib.suppress(OSError):
+                        (self.claimed / name).unlink()
                 continue
             folder = self.dead if name.endswith("-dead.json") else self.pending
-            target = folder / f"{_entry_of(name)}.json"
             try:
-                os.rename(self.claimed / name, target)
+                os.rename(self.claimed / name, folder / f"{_entry_of(name)}.json")
             except FileNotFoundError:
                 continue  # another replayer reclaimed it first
             moved += 1
         return moved
 
-    def claim(self, limit: int, *, dead: bool = False) -> list[Claim]:
+    def _take(self, folder: Path, name: str, dead: bool) -> Claim | None:
+        source = folder / name
+        entry = _entry_of(name)
+        target = self._claim_path(entry, dead)
+        try:
+            os.utime(source)  # fresh mtime first: a claim is never born looking stale
+            os.rename(source, target)  # the one atomic step: exactly one claimer wins
+            body = target.read_bytes()
+        except FileNotFoundError:
+            return None
+        return Claim(entry, body, target, was_dead=dead)
+
+    def claim(self, limit: int, *, dead: bool = False, entries: Sequence[str] | None = None) -> list[Claim]:
         folder = self.dead if dead else self.pending
+        names = [f"{e}.json" for e in entries] if entries is not None else sorted(self._events(folder))
         claims: list[Claim] = []
-        if limit <= 0:
-            return claims
-        names = sorted(n for n in self._names(folder) if not n.endswith(".reason.json"))
         for name in names:
-            entry = _entry_of(name)
-            target = self._claim_path(entry, dead)
-            try:
-                os.rename(folder / name, target)  # the one atomic step: exactly one claimer wins
-            except FileNotFoundError:
-                continue
-            try:
-                body = target.read_bytes()
-            except OSError:
-                continue
-            claims.append(Claim(entry, body, target, was_dead=dead))
             if len(claims) >= limit:
                 break
+            taken = self._take(folder, name, dead)
+            if taken is not None:
+                claims.append(taken)
         return claims
 
     # -- settle --------------------------------------------------------------------------------
     def settle(self, claim: Claim, verdict: Verdict, reason: dict[str, object] | None = None) -> None:
         if verdict == "sent":
-            with contextlib.suppress(FileNotFoundError):
+            try:
                 claim.path.unlink()
+            except FileNotFoundError:
+                log.warning(
+                    "Alation lineage: outbox entry %s was reclaimed by another process while it was being "
+                    "sent (its lease of %gs ran out); it may be sent twice",
+                    claim.entry,
+                    self.lease_seconds,
+                )
             if claim.was_dead:
-                with contextlib.suppress(FileNotFoundError):
+                with contextlib.suppress(OSError):
                     (self.dead / f"{claim.entry}.reason.json").unlink()
             return
-        if verdict == "retry":
-            destination = (self.dead if claim.was_dead else self.pending) / f"{claim.entry}.json"
-        else:
-            destination = self.dead / f"{claim.entry}.json"
-            atomic_write(
-                self.dead / f"{claim.entry}.reason.json",
-                json.dumps({**(reason or {}), "dead_at": time.time()}, default=str).encode(),
-            )
-        with contextlib.suppress(FileNotFoundError):
-            os.rename(claim.path, destination)
+        dead = verdict == "dead" or claim.was_dead
+        destination = (self.dead if dead else self.pending) / f"{claim.entry}.json"
+        try:
+            os.rename(claim.path, destination)  # first the event, so a full disk cannot strand it
+        except FileNotFoundError:
+            return  # reclaimed by another process: it owns the entry now
+        if verdict == "dead":
+            with contextlib.suppress(OSError):  # the reason is best effort (ENOSPC, ...)
+                atomic_write(
+                    self.dead / f"{claim.entry}.reason.json",
+                    json.dumps({**(reason or {}), "dead_at": time.time()}, default=str).encode(),
+                )
 
     # -- list ----------------------------------------------------------------------------------
-    def list(self) -> list[EntryInfo]:
+    def list(self, state: State | None = None) -> list[EntryInfo]:
         infos: list[EntryInfo] = []
-        for state, folder in (("pending", self.pending), ("claimed", self.claimed), ("dead", self.dead)):
-            for name in self._names(folder):
-                if name.endswith(".reason.json"):
-                    continue
+        folders: tuple[tuple[State, Path], ...] = (
+            ("pending", self.pending),
+            ("claimed", self.claimed),
+            ("dead", self.dead),
+        )
+        for folder_state, folder in folders:
+            if state is not None and folder_state != state:
+                continue
+            for name in self._events(folder):
                 entry = _entry_of(name)
                 reason = None
-                if state == "dead":
+                if folder_state == "dead":
                     with contextlib.suppress(OSError, ValueError):
                         reason = json.loads((self.dead / f"{entry}.reason.json").read_bytes())
-                infos.append(EntryInfo(entry, state, _size_of(entry), _queued_at(entry), reason))  # type: ignore[arg-type]
+                infos.append(EntryInfo(entry, folder_state, _size_of(entry), _queued_at(entry), reason))
         return sorted(infos, key=lambda info: info.entry)
 
     def counts(self) -> dict[str, int]:
         return {
-            "pending": len(self._names(self.pending)),
+            "pending": len(self._events(self.pending)),
             "claimed": len(self._names(self.claimed)),
-            "dead": len([n for n in self._names(self.dead) if not n.endswith(".reason.json")]),
+            "dead": len(self._events(self.dead)),
         }
 
     def __iter__(self) -> Iterator[EntryInfo]:

@@ -80,7 +80,6 @@ class ReplaySummary:
     sent: int = 0
     dead: int = 0
     kept: Counter[str] = field(default_factory=Counter)  # problem -> events kept for replay
-    released: int = 0  # claimed but not attempted (the replay stopped) and put back
     reclaimed: int = 0  # claims of killed processes put back before this replay
     stopped: str = ""  # why the replay stopped early, with the fix
     seconds: float = 0.0
@@ -95,7 +94,6 @@ class ReplaySummary:
             "sent": self.sent,
             "dead_lettered": self.dead,
             "kept_for_replay": dict(self.kept),
-            "released": self.released,
             "reclaimed": self.reclaimed,
             "stopped": self.stopped,
             "seconds": round(self.seconds, 3),
@@ -110,66 +108,83 @@ def replay(
     dead: bool = False,
     limit: int | None = None,
     window: float | None = None,
-    batch: int = 10,
     reclaim: bool = True,
+    stop_on_first_failure: bool = False,
     on_event: Callable[[Verdict, Outcome], None] | None = None,
 ) -> ReplaySummary:
-    """Send outbox entries (dead letters with ``dead``) until none is left, ``limit`` is reached,
-    ``window`` seconds have passed, or a problem that fails every event stops it.
+    """Send the entries waiting when the replay starts (dead letters with ``dead``), oldest first,
+    until all were tried, ``limit`` were claimed, ``window`` seconds have passed, or a problem that
+    fails every event stops it.
 
-    Safe to run in several processes or machines at once over a shared outbox: each entry is
-    claimed by exactly one of them.
+    Each entry is claimed right before its own attempt, so no claim waits behind others long enough
+    to outlive its lease, and an entry settled back (refused again) is not tried twice in one run.
+    Safe to run in several processes or machines at once over a shared outbox.
     """
     started = time.monotonic()
     summary = ReplaySummary()
     reclaim_stale = getattr(outbox, "reclaim_stale", None)
     if reclaim and reclaim_stale is not None:
         summary.reclaimed = reclaim_stale()
+    waiting = [info.entry for info in outbox.list("dead" if dead else "pending")]
     failures_in_a_row = 0
-    while not summary.stopped:
-        want = batch if limit is None else min(batch, limit - summary.claimed)
-        if want <= 0:
+    for entry in waiting:
+        if summary.stopped or (limit is not None and summary.claimed >= limit):
             break
-        claims = outbox.claim(want, dead=dead)
-        if not claims:
-            break
-        summary.claimed += len(claims)
-        for index, claim in enumerate(claims):
-            budget = per_event_budget
-            if window is not None:
-                budget = min(budget, window - (time.monotonic() - started))
-            if summary.stopped or budget <= 0.2:
-                for rest in claims[index:]:
-                    outbox.settle(rest, "retry")
-                summary.released += len(claims) - index
-                summary.stopped = summary.stopped or "time window used up"
+        budget = per_event_budget
+        if window is not None:
+            budget = min(budget, window - (time.monotonic() - started))
+            if budget <= 0.2:
+                summary.stopped = "time window used up"
                 break
-            outcome = sender.post(
-                claim.body,
-                budget,
-                on_late=lambda late, claim=claim: settle(outbox, claim, late, replayed=True),
-            )
-            if outcome.abandoned:  # settled by its late answer, or replayed after the lease
-                verdict: Verdict = "retry"
-            else:
-                verdict = settle(outbox, claim, outcome, replayed=True)
-            if verdict == "sent":
-                summary.sent += 1
-                failures_in_a_row = 0
-            elif verdict == "dead":
-                summary.dead += 1
-                failures_in_a_row = 0
-            else:
-                summary.kept[outcome.problem or "other"] += 1
-                failures_in_a_row += 1
-                if outcome.problem in STOPPING_PROBLEMS:
-                    summary.stopped = outcome.detail
-                elif failures_in_a_row >= MAX_FAILURES_IN_A_ROW:
-                    summary.stopped = f"{failures_in_a_row} failures in a row, last: {outcome.detail}"
-            if on_event is not None:
-                on_event(verdict, outcome)
+        claims = outbox.claim(1, dead=dead, entries=[entry])
+        if not claims:
+            continue  # sent or claimed by another process meanwhile
+        claim = claims[0]
+        summary.claimed += 1
+        outcome = sender.post(claim.body, budget, on_late=_late_settler(outbox, claim))
+        if outcome.abandoned:  # settled by its late answer, or replayed after the lease
+            verdict: Verdict = "retry"
+        else:
+            verdict = _settle_quietly(outbox, claim, outcome)
+        if verdict == "sent":
+            summary.sent += 1
+            failures_in_a_row = 0
+        elif verdict == "dead":
+            summary.dead += 1
+            failures_in_a_row = 0
+        else:
+            summary.kept[outcome.problem or "other"] += 1
+            failures_in_a_row += 1
+            if outcome.problem in STOPPING_PROBLEMS:
+                summary.stopped = outcome.detail
+            elif stop_on_first_failure or failures_in_a_row >= MAX_FAILURES_IN_A_ROW:
+                summary.stopped = f"{failures_in_a_row} failure(s) in a row, last: {outcome.detail}"
+        if on_event is not None:
+            on_event(verdict, outcome)
     summary.seconds = time.monotonic() - started
     return summary
+
+
+def _settle_quietly(outbox: Outbox, claim: Claim, outcome: Outcome) -> Verdict:
+    """Settle; a disk error is logged (the claim is put back after its lease) instead of raised."""
+    try:
+        return settle(outbox, claim, outcome, replayed=True)
+    except OSError as exc:
+        log.warning("Alation lineage: could not settle outbox entry %s: %s", claim.entry, exc)
+        return "retry"
+
+
+def _late_settler(outbox: Outbox, claim: Claim, replayed: bool = True) -> Callable[[Outcome], None]:
+    """The ``on_late`` callback: settles an answer that arrived after the budget, never raising
+    (it runs in a daemon thread)."""
+
+    def late(outcome: Outcome) -> None:
+        try:
+            settle(outbox, claim, outcome, replayed=replayed)
+        except Exception as exc:  # noqa: BLE001 - a daemon thread must not die with a traceback
+            log.warning("Alation lineage: could not settle the late answer for %s: %s", claim.entry, exc)
+
+    return late
 
 
 def outbox_for(settings: AlationSettings) -> LocalOutbox:

@@ -170,7 +170,13 @@ class AlationSettings(BaseModel):
         raw = value.get_secret_value() if isinstance(value, SecretStr) else value
         if not isinstance(raw, str) or not raw.strip():
             raise ValueError("is empty; put the Alation API token in the connection's password field")
-        return raw.strip()
+        raw = raw.strip()
+        if not re.fullmatch(r"[\x21-\x7e]+", raw):
+            raise ValueError(
+                "contains spaces, line breaks or other characters a token cannot have (a wrapped "
+                "paste?); paste the token again as one line"
+            )
+        return raw
 
     @field_validator("endpoint")
     @classmethod

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import threading
 import time
@@ -28,7 +29,7 @@ from airflow_provider_alation.delivery import Outcome, Sender
 from airflow_provider_alation.discovery import load_index
 from airflow_provider_alation.namespaces import parse_namespace, redact
 from airflow_provider_alation.outbox import Claim, LocalOutbox
-from airflow_provider_alation.replay import replay, settle
+from airflow_provider_alation.replay import _late_settler, replay, settle
 from airflow_provider_alation.resolution import NamespaceResolver, Resolution
 from airflow_provider_alation.settings import (
     DEFAULT_CONN_ID,
@@ -91,6 +92,14 @@ class AlationTransport(Transport):
         self._sender: Sender | None = None
         self._outbox: LocalOutbox | None = None
         self._logged: set[str] = set()
+        self._pid = os.getpid()
+
+    def _after_fork(self) -> None:
+        """In a forked child (the OpenLineage provider emits from one): fresh locks, no HTTP
+        connection shared with the parent, no token or lock another thread held at fork time."""
+        self._lock = threading.Lock()
+        self._sender, self._bearer, self._outbox = None, None, None
+        self._pid = os.getpid()
 
     def __repr__(self) -> str:
         return f"<AlationTransport(conn_id={self.config.conn_id!r}, inline={self.config.inline is not None})>"
@@ -100,6 +109,8 @@ class AlationTransport(Transport):
     # -- the one place where "never fail the task" is enforced ---------------------------------
     def emit(self, event: Event) -> Outcome | None:
         started = time.monotonic()
+        if self._pid != os.getpid():
+            self._after_fork()
         try:
             return self._emit(event, started)
         except Exception as exc:
@@ -160,21 +171,20 @@ class AlationTransport(Transport):
         claim = self._write_ahead(outbox, body, settings)
         sender = self._get_sender(settings)
         budget = settings.time_budget - (time.monotonic() - started)
-
-        def settle_late(late: Outcome) -> None:
-            if claim is not None:
-                settle(outbox, claim, late, replayed=False)
-
-        outcome = sender.post(body, budget, on_late=settle_late)
+        on_late = _late_settler(outbox, claim, replayed=False) if claim is not None else None
+        outcome = sender.post(body, budget, on_late=on_late)
         metrics.timing("send.duration", outcome.elapsed)
         if claim is None:
             problem = outcome.problem or "other"
             metrics.incr("events.sent" if outcome.kind == "sent" else f"events.failed.{problem}")
-        elif not outcome.abandoned and settle(outbox, claim, outcome, replayed=False) == "retry":
-            self._enforce_caps(outbox, settings)
+        elif not outcome.abandoned:
+            try:
+                settle(outbox, claim, outcome, replayed=False)
+            except OSError as exc:  # the claim goes back to pending after its lease
+                log.warning("Alation lineage: could not settle outbox entry %s: %s", claim.entry, exc)
         self._report_outcome(outcome, job_name, settings, claim is not None)
         if outcome.kind == "sent" and claim is not None and settings.drain_max_events:
-            self._drain(outbox, sender, settings, started)
+            self._drain(outbox, sender, settings, started, outcome.elapsed)
         return outcome
 
     # -- outbox -----------------------------------------------------------------------------------
@@ -192,7 +202,7 @@ class AlationTransport(Transport):
     def _write_ahead(self, outbox: LocalOutbox, body: bytes, settings: AlationSettings) -> Claim | None:
         """The event on disk before the first network attempt; None (logged once) if it cannot be."""
         try:
-            return outbox.put(body)
+            claim = outbox.put(body)
         except OSError as exc:
             metrics.incr("outbox.unavailable")
             self._log_once(
@@ -205,6 +215,8 @@ class AlationTransport(Transport):
                 exc,
             )
             return None
+        self._enforce_caps(outbox, settings)
+        return claim
 
     def _enforce_caps(self, outbox: LocalOutbox, settings: AlationSettings) -> None:
         try:
@@ -224,10 +236,17 @@ class AlationTransport(Transport):
                 dropped.bytes,
             )
 
-    def _drain(self, outbox: LocalOutbox, sender: Sender, settings: AlationSettings, started: float) -> None:
-        """Alation answered: send a few events waiting in the outbox, in a small time slice."""
+    def _drain(
+        self, outbox: LocalOutbox, sender: Sender, settings: AlationSettings, started: float, took: float
+    ) -> None:
+        """Alation answered: send a few events waiting in the outbox, in a small time slice.
+
+        Only when the slice leaves each of them well more time than this send took, and stopping at
+        the first that fails: an event whose answer would arrive after the slice would be "in doubt"
+        and sent again by a replay.
+        """
         window = min(DRAIN_SECONDS, settings.time_budget - (time.monotonic() - started) - 0.25)
-        if window <= 0.3:
+        if window <= 0.3 or window < 3 * took:
             return
         try:
             summary = replay(
@@ -236,6 +255,7 @@ class AlationTransport(Transport):
                 per_event_budget=window,
                 limit=settings.drain_max_events,
                 window=window,
+                stop_on_first_failure=True,
             )
         except OSError as exc:
             log.debug("Alation lineage: outbox drain skipped: %s", exc)
@@ -259,8 +279,7 @@ class AlationTransport(Transport):
                     if settings != self._settings:
                         self._resolver = NamespaceResolver.from_map(settings.namespace_map)
                         self._index_checked_at = float("-inf")
-                        if self._sender is not None:
-                            self._sender.close()
+                        # The old sender is not closed: an abandoned request may still be using it.
                         self._sender, self._bearer, self._outbox = None, None, None
                     self._settings, self._settings_error = settings, None
                 self._loaded_at = time.monotonic()
@@ -434,6 +453,18 @@ class AlationTransport(Transport):
                 outcome.detail,
                 job_name,
                 kept,
+            )
+        elif outcome.abandoned:
+            log.warning(
+                "Alation lineage: no answer from %s for the event of %s within time_budget=%gs; the "
+                "request may still succeed. %s.",
+                settings.endpoint_url,
+                job_name,
+                settings.time_budget,
+                "Until its answer arrives it stays in the outbox, and a replay sends it after the lease "
+                f"of {settings.outbox_lease:g}s if it never does"
+                if durable
+                else "Without the outbox it is lost if it fails",
             )
         else:
             log.warning(

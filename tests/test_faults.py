@@ -248,3 +248,80 @@ def test_replay_command_sends_and_summarises(fake_alation, token, spool, tmp_pat
     assert body["sent"] == 4 and body["after"] == {"pending": 0, "claimed": 0, "dead": 0}
     assert len(fake_alation.events) == 4
     assert token not in done.stdout + done.stderr
+
+
+def test_replaying_dead_letters_alation_still_refuses_ends(fake_alation, token, spool) -> None:
+    values = config(fake_alation.url, token, spool, fake_alation.cert_path)
+    transport = AlationTransport(AlationConfig.from_dict(values))
+    for _ in range(2):
+        fake_alation.fail_next(Fault(422, b'{"detail": "bad facet"}'))
+        transport.emit(distinct_event())
+    assert LocalOutbox(spool).counts()["dead"] == 2
+    fake_alation.fail_next(Fault(422), Fault(422))  # still refused
+    summary = replay_all(values, dead=True)
+    assert (summary.claimed, summary.dead, summary.sent) == (2, 2, 0)  # each tried once, then it stops
+    assert LocalOutbox(spool).counts()["dead"] == 2
+
+
+def test_outbox_cap_holds_during_an_outage(fake_alation, token, spool, alation_logs) -> None:
+    values = config(fake_alation.url, token, spool, fake_alation.cert_path, outbox_max_events=3)
+    fake_alation.lineage_down = True
+    transport = AlationTransport(AlationConfig.from_dict(values))
+    for _ in range(6):
+        transport.emit(distinct_event())
+    counts = LocalOutbox(spool).counts()
+    assert counts["pending"] + counts["claimed"] <= 3
+    assert "is full" in alation_logs.text and "dropped the 1 oldest event(s)" in alation_logs.text
+
+
+def test_a_forked_child_gets_its_own_connection_and_locks(fake_alation, token, spool) -> None:
+    values = config(fake_alation.url, token, spool, fake_alation.cert_path)
+    transport = AlationTransport(AlationConfig.from_dict(values))
+    assert transport.emit(distinct_event()).kind == "sent"  # the parent has a live session now
+    transport._lock.acquire()  # and a lock held by "another thread" at fork time
+    pid = os.fork()
+    if pid == 0:  # the child: as the OpenLineage provider's forked emitter
+        try:
+            outcome = transport.emit(distinct_event())
+            os._exit(0 if outcome is not None and outcome.kind == "sent" else 1)
+        finally:
+            os._exit(2)
+    transport._lock.release()
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert len(fake_alation.events) == 2
+
+
+def test_metrics_are_counted_under_the_alation_prefix(fake_alation, token, spool, monkeypatch) -> None:
+    from airflow_provider_alation import metrics
+
+    seen: list[tuple[str, str, float]] = []
+
+    class Recorder:
+        def incr(self, name: str, count: int = 1) -> None:
+            seen.append(("incr", name, count))
+
+        def timing(self, name: str, value: float) -> None:
+            seen.append(("timing", name, value))
+
+    monkeypatch.setattr(metrics, "_stats", lambda: Recorder())
+    values = config(fake_alation.url, token, spool, fake_alation.cert_path)
+    transport = AlationTransport(AlationConfig.from_dict(values))
+    transport.emit({**distinct_event(), "eventType": "START"})
+    fake_alation.lineage_down = True
+    transport.emit(distinct_event())
+    fake_alation.lineage_down = False
+    fake_alation.fail_next(Fault(400, b'{"detail": "bad"}'))
+    transport.emit(distinct_event())
+    replay_all(values)
+    names = {name for _, name, _ in seen}
+    assert {
+        "alation.events.skipped.not_complete",
+        "alation.events.queued",
+        "alation.events.failed.server",
+        "alation.events.dead_lettered",
+        "alation.events.sent",
+        "alation.events.replayed",
+        "alation.send.duration",
+    } <= names, names
+    assert all(name.startswith("alation.") for name in names)

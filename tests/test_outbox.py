@@ -108,3 +108,55 @@ def test_caps_drop_the_oldest_pending(tmp_path: Path) -> None:
     assert [json.loads(c.body)["n"] for c in outbox.claim(10)] == [3, 4, 5, 6, 7]
     by_bytes = filled(tmp_path / "b", 10, max_bytes=4 * len(b'{"n": 0}'))
     assert by_bytes.enforce_caps().count == 6
+
+
+def test_a_claim_is_never_born_stale(tmp_path: Path) -> None:
+    import os
+    import time
+
+    outbox = filled(tmp_path, 3, lease_seconds=60)
+    for path in outbox.pending.iterdir():  # waiting for replay for an hour
+        os.utime(path, (time.time() - 3600, time.time() - 3600))
+    claims = outbox.claim(3)
+    assert len(claims) == 3
+    assert outbox.reclaim_stale() == 0  # another replayer must not take them back
+
+
+def test_stray_temporary_files_of_killed_writers_are_removed(tmp_path: Path) -> None:
+    import os
+    import time
+
+    outbox = LocalOutbox(tmp_path / "spool", lease_seconds=60)
+    outbox.put(b"{}")
+    stray = outbox.claimed / ".00001-abc-2@1-x.json.tmp"
+    stray.write_bytes(b"half an event")
+    os.utime(stray, (time.time() - 3600, time.time() - 3600))
+    outbox.reclaim_stale()
+    assert not stray.exists()
+
+
+def test_caps_count_and_drop_dead_letters_too(tmp_path: Path) -> None:
+    outbox = LocalOutbox(tmp_path / "spool", max_events=4)
+    for n in range(6):
+        outbox.settle(outbox.put(json.dumps({"n": n}).encode()), "dead" if n % 2 == 0 else "retry", {"n": n})
+    assert outbox.enforce_caps().count == 2
+    folders = {"pending": outbox.pending, "dead": outbox.dead}
+    left = sorted(
+        json.loads((folders[info.state] / f"{info.entry}.json").read_bytes())["n"] for info in outbox.list()
+    )
+    assert left == [2, 3, 4, 5]
+    assert len(list(outbox.dead.glob("*.reason.json"))) == 2  # the dropped dead letters' reasons went too
+
+
+def test_a_full_disk_cannot_strand_a_dead_letter(tmp_path: Path, monkeypatch) -> None:
+    from airflow_provider_alation import outbox as outbox_module
+
+    outbox = LocalOutbox(tmp_path / "spool")
+    claim = outbox.put(b'{"n": 1}')
+
+    def no_space(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(outbox_module, "atomic_write", no_space)
+    outbox.settle(claim, "dead", {"status": 400})
+    assert outbox.counts() == {"pending": 0, "claimed": 0, "dead": 1}

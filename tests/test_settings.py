@@ -129,3 +129,10 @@ def test_url_with_credentials_is_refused_without_echoing_them() -> None:
         build_settings({"url": "https://admin:hunter2@acme.alationcloud.com", "token": "t"})
     assert "host:" in str(raised.value) and "user name or password" in str(raised.value)
     assert "hunter2" not in str(raised.value)
+
+
+def test_token_with_a_line_break_is_refused_without_echoing_it() -> None:
+    with pytest.raises(SettingsError) as raised:
+        build_settings({"url": "https://acme.alationcloud.com", "token": "abc123\ndef456"})
+    assert "password: contains spaces, line breaks" in str(raised.value)
+    assert "abc123" not in str(raised.value)
