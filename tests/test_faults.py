@@ -325,3 +325,16 @@ def test_metrics_are_counted_under_the_alation_prefix(fake_alation, token, spool
         "alation.send.duration",
     } <= names, names
     assert all(name.startswith("alation.") for name in names)
+
+
+@pytest.mark.parametrize("budget", [0.3, 0.55, 0.8, 1.3])
+def test_the_reported_problem_is_the_cause_not_the_budget(budget: float) -> None:
+    from airflow_provider_alation.delivery import Sender
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    sender = Sender(f"https://localhost:{port}/open_lineage_event/", lambda: "t", timeout=0.2, verify=False)
+    outcome = sender.post(b"{}", budget)
+    assert (outcome.kind, outcome.problem) == ("retry", "unreachable"), outcome
+    assert "check outbound HTTPS" in outcome.detail
