@@ -7,7 +7,7 @@ daemon thread and :meth:`Sender.post` stops waiting at the deadline whatever the
 
 Outcomes:
 - ``sent``: 2xx;
-- ``retry``: worth sending again later (network error, TLS error, timeout, 408/425/429, 5xx,
+- ``retry``: worth sending again later (network error, TLS error, timeout, 408/425/429, any 5xx,
   401/403: a token fixed in the connection makes the same event go through);
 - ``rejected``: Alation will never take this event (other 4xx, a redirect).
 """
@@ -32,7 +32,8 @@ from tenacity import RetryCallState, Retrying, retry_if_result
 log = logging.getLogger(__name__)
 
 Kind = Literal["sent", "retry", "rejected"]
-TRANSIENT_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
+#: Worth retrying: 408, 425, 429 and every 5xx (Alation's contract: back off on 429 and 5xx).
+TRANSIENT_STATUS = frozenset({408, 425, 429, *range(500, 600)})
 AUTH_STATUS = frozenset({401, 403})
 USER_AGENT = "airflow-provider-alation"
 RESPONSE_HEAD_BYTES = 512

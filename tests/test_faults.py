@@ -338,3 +338,11 @@ def test_the_reported_problem_is_the_cause_not_the_budget(budget: float) -> None
     outcome = sender.post(b"{}", budget)
     assert (outcome.kind, outcome.problem) == ("retry", "unreachable"), outcome
     assert "check outbound HTTPS" in outcome.detail
+
+
+def test_every_5xx_is_retried_not_dead_lettered(fake_alation, token, spool) -> None:
+    values = config(fake_alation.url, token, spool, fake_alation.cert_path, time_budget=3)
+    fake_alation.fail_next(Fault(501), Fault(507))
+    outcome, _ = emit_timed(AlationTransport(AlationConfig.from_dict(values)), distinct_event())
+    assert outcome.kind == "sent" and outcome.attempts == 3
+    assert LocalOutbox(spool).counts() == {"pending": 0, "claimed": 0, "dead": 0}
