@@ -37,17 +37,22 @@ def catalog(fake_alation: FakeAlation) -> dict[str, list[dict[str, Any]]]:
     return items
 
 
-def settings_for(fake: FakeAlation, secret: str, cache_dir: Path, **extra: Any) -> AlationSettings:
-    values = {
+def discovery_config(fake: FakeAlation, secret: str, cache_dir: Path, **extra: Any) -> dict[str, Any]:
+    """Inline settings with discovery on, against the stand-in (for settings and transports)."""
+    return {
         "url": fake.url,
         "token": secret,
         "verify": str(fake.cert_path),
         "discover_datasources": True,
         "cache_dir": str(cache_dir),
-        "discovery_ttl": 600,
         **extra,
     }
-    return build_settings(values, inline=True)
+
+
+def settings_for(fake: FakeAlation, secret: str, cache_dir: Path, **extra: Any) -> AlationSettings:
+    return build_settings(
+        discovery_config(fake, secret, cache_dir, **{"discovery_ttl": 600, **extra}), inline=True
+    )
 
 
 def load(settings: AlationSettings, **kwargs: Any) -> IndexLoad:
@@ -100,14 +105,7 @@ def test_cache_reused_by_another_process(fake_alation, token, catalog, tmp_path)
         "r = load_index(s, 5.0, token=lambda: 'unused')\n"
         "print(json.dumps({'state': r.state, 'sources': len(r.sources), 'requests': r.requests}))\n"
     )
-    values = {
-        "url": fake_alation.url,
-        "token": token,
-        "verify": str(fake_alation.cert_path),
-        "discover_datasources": True,
-        "cache_dir": str(tmp_path),
-        "discovery_ttl": 600,
-    }
+    values = discovery_config(fake_alation, token, tmp_path, discovery_ttl=600)
     done = subprocess.run(
         [sys.executable, "-c", script, json.dumps(values)], capture_output=True, text=True, timeout=120
     )
@@ -238,15 +236,7 @@ def test_transport_resolves_with_discovery_and_warns_once(
     fake_alation, token, tmp_path, alation_logs
 ) -> None:
     fake_alation.datasources.update(reference_datasources())
-    config = {
-        "url": fake_alation.url,
-        "token": token,
-        "verify": str(fake_alation.cert_path),
-        "discover_datasources": True,
-        "cache_dir": str(tmp_path / "cache"),
-        "time_budget": 5,
-        "timeout": 2,
-    }
+    config = discovery_config(fake_alation, token, tmp_path / "cache", time_budget=5, timeout=2)
     transport = AlationTransport(AlationConfig.from_dict(config))
     for _ in range(2):
         outcome = transport.emit(redshift_event())
@@ -276,16 +266,7 @@ def test_transport_uses_stale_cache_when_alation_api_is_down(
     assert load(settings).state == "refreshed"
     time.sleep(1.1)  # the cache is now past its TTL
     fake_alation.api_down = True
-    config = {
-        "url": fake_alation.url,
-        "token": token,
-        "verify": str(fake_alation.cert_path),
-        "discover_datasources": True,
-        "cache_dir": str(cache),
-        "discovery_ttl": 1,
-        "time_budget": 4,
-        "timeout": 1,
-    }
+    config = discovery_config(fake_alation, token, cache, discovery_ttl=1, time_budget=4, timeout=1)
     started = time.monotonic()
     outcome = AlationTransport(AlationConfig.from_dict(config)).emit(redshift_event())
     assert time.monotonic() - started < 4.5
@@ -341,17 +322,9 @@ def test_revoked_access_token_is_dropped_and_minted_again(tmp_path) -> None:
     refresh = "refresh-" + "y" * 20
     with FakeAlation("api-token-unused", tls_dir=tmp_path / "tls", refresh_token=refresh, user_id=7) as fake:
         fake.datasources.update(reference_datasources())
-        config = {
-            "url": fake.url,
-            "token": refresh,
-            "user_id": 7,
-            "token_type": "refresh_token",
-            "verify": str(fake.cert_path),
-            "discover_datasources": True,
-            "cache_dir": str(tmp_path / "cache"),
-            "time_budget": 5,
-            "timeout": 2,
-        }
+        config = discovery_config(
+            fake, refresh, tmp_path / "cache", user_id=7, token_type="refresh_token", time_budget=5, timeout=2
+        )
         assert AlationTransport(AlationConfig.from_dict(config)).emit(redshift_event()).kind == "sent"
         fake.access_tokens.clear()  # Alation revokes every access token
         # A new process finds the revoked token in the disk cache; delivery is refused, mints anew.
@@ -376,13 +349,7 @@ def test_short_host_match_is_sent_but_flagged_and_credentials_redacted(
     fake_alation.datasources.update(reference_datasources())
     event = redshift_event()
     event["outputs"][0]["namespace"] = "postgres://etl:s3cr3t-pw@pgprod:5432"
-    config = {
-        "url": fake_alation.url,
-        "token": token,
-        "verify": str(fake_alation.cert_path),
-        "discover_datasources": True,
-        "cache_dir": str(tmp_path / "cache"),
-    }
+    config = discovery_config(fake_alation, token, tmp_path / "cache")
     assert AlationTransport(AlationConfig.from_dict(config)).emit(event).kind == "sent"
     assert fake_alation.events[0]["outputs"][0]["namespace"] == "postgres://pgprod.corp.example.com:5432"
     warnings = [r.getMessage() for r in alation_logs.records if r.levelno == logging.WARNING]
