@@ -102,6 +102,12 @@ def _size_of(entry: str) -> int:
     return int(tail) if tail.isdigit() else 0
 
 
+def _waiting_size(name: str) -> int:
+    """The size in ``<entry>.json`` (pending or dead), without building the entry first."""
+    tail = name[:-5].rpartition("-")[2]
+    return int(tail) if tail.isdigit() else 0
+
+
 def _queued_at(entry: str) -> float:
     head = entry.split("-", 1)[0]
     return int(head) / 1e9 if head.isdigit() else 0.0
@@ -163,13 +169,17 @@ class LocalOutbox:
 
     def enforce_caps(self) -> Dropped:
         """Drop the oldest waiting entries (pending or dead) while the outbox is over a cap."""
+        pending, dead = self._events(self.pending), self._events(self.dead)
+        claimed = self._names(self.claimed)
+        count = len(pending) + len(dead) + len(claimed)
+        total = sum(map(_waiting_size, pending)) + sum(map(_waiting_size, dead))
+        total += sum(_size_of(_entry_of(n)) for n in claimed)
+        if count <= self.max_events and total <= self.max_bytes:
+            return Dropped(0, 0)  # the common case: one listing, no sorting
         waiting = sorted(
-            [(_entry_of(n), self.pending / n) for n in self._events(self.pending)]
-            + [(_entry_of(n), self.dead / n) for n in self._events(self.dead)]
+            [(_entry_of(n), self.pending / n) for n in pending]
+            + [(_entry_of(n), self.dead / n) for n in dead]
         )
-        claimed = [_entry_of(n) for n in self._names(self.claimed)]
-        count = len(waiting) + len(claimed)
-        total = sum(_size_of(e) for e, _ in waiting) + sum(_size_of(e) for e in claimed)
         dropped = Dropped(0, 0)
         for entry, path in waiting:
             if count <= self.max_events and total <= self.max_bytes:
