@@ -24,8 +24,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
+from airflow_provider_alation.delivery import sender_for
 from airflow_provider_alation.discovery import IndexLoad, load_index
-from airflow_provider_alation.replay import outbox_for, replay, sender_for
+from airflow_provider_alation.outbox import outbox_for
+from airflow_provider_alation.replay import replay
 from airflow_provider_alation.resolution import NamespaceResolver, Resolution
 from airflow_provider_alation.settings import DEFAULT_CONN_ID, AlationSettings, SettingsError, build_settings
 from airflow_provider_alation.tokens import BearerToken

@@ -14,9 +14,9 @@ from openlineage.client.event_v2 import Job, Run, RunEvent, RunState
 from openlineage.client.serde import Serde
 
 from airflow_provider_alation import __version__
-from airflow_provider_alation.delivery import Outcome, Sender
+from airflow_provider_alation.delivery import Outcome, sender_for
 from airflow_provider_alation.settings import AlationSettings
-from airflow_provider_alation.tokens import BearerToken, TokenError
+from airflow_provider_alation.tokens import TokenError
 
 PRODUCER = f"https://pypi.org/project/airflow-provider-alation/{__version__}"
 PROBE_JOB_NAMESPACE = "airflow-provider-alation"
@@ -57,7 +57,7 @@ def verdict(outcome: Outcome, settings: AlationSettings) -> tuple[bool, str]:
 
 
 def test_alation_connection(settings: AlationSettings) -> tuple[bool, str]:
-    sender = Sender(settings.endpoint_url, BearerToken(settings), settings.timeout, settings.verify)
+    sender = sender_for(settings)
     try:
         outcome = sender.post_blocking(probe_event(), deadline=_deadline(settings.timeout))
     except TokenError as exc:

@@ -31,6 +31,7 @@ from airflow_provider_alation.namespaces import (
     parse_port,
     split_host_port,
 )
+from airflow_provider_alation.normalisers import SNOWFLAKE_SUFFIXES
 
 Endpoint = tuple[str, int]
 
@@ -43,7 +44,6 @@ _DESCRIPTION_KEY_RE = re.compile(r"\(\s*(HOST|PORT)\s*=\s*([^()\s]+)\s*\)", re.I
 _REDSHIFT_HOST_RE = re.compile(
     r"^(?P<cluster>[a-z0-9-]+)\.[a-z0-9-]+\.(?P<region>[a-z0-9-]+)\.redshift(?:-serverless)?\.amazonaws\.com(?:\.cn)?$"
 )
-_SNOWFLAKE_SUFFIXES = (".snowflakecomputing.com", ".snowflakecomputing.cn")
 #: Snowflake hosts the account locator on ``<locator>.snowflakecomputing.com`` in AWS US West
 #: (Oregon); OpenLineage spells that account ``<locator>.us-west-1.aws`` (sic) or ``.us-west-2.aws``.
 _SNOWFLAKE_DEFAULT_REGIONS = ("us-west-2.aws", "us-west-1.aws")
@@ -248,7 +248,7 @@ def snowflake_account_keys(host: str) -> set[str]:
     (``org-account``, ``xy12345.us-east-1.aws``) gives the same keys, underscores as hyphens.
     """
     host = host.lower().rstrip(".").replace("_", "-")
-    for suffix in _SNOWFLAKE_SUFFIXES:
+    for suffix in SNOWFLAKE_SUFFIXES:
         if host.endswith(suffix):
             host = host[: -len(suffix)]
             break
@@ -315,7 +315,7 @@ class DataSourceIndex:
                 index._redshift.setdefault((redshift["cluster"], redshift["region"], port), set()).add(
                     (host, port)
                 )
-            if host.endswith(_SNOWFLAKE_SUFFIXES):
+            if host.endswith(SNOWFLAKE_SUFFIXES):
                 for key in snowflake_account_keys(host):
                     index._snowflake.setdefault((key, port), set()).add((host, port))
             if "." in host and not _is_ip(host):
@@ -349,7 +349,7 @@ class DataSourceIndex:
             hit = self._single(self._redshift.get((labels[0], labels[1], port)), "redshift cluster")
             if hit:
                 return hit
-        if namespace.scheme == "snowflake" or host.endswith(_SNOWFLAKE_SUFFIXES):
+        if namespace.scheme == "snowflake" or host.endswith(SNOWFLAKE_SUFFIXES):
             found: set[Endpoint] = set()
             for key in snowflake_account_keys(host):
                 found |= self._snowflake.get((key, port), set())

@@ -29,6 +29,9 @@ from typing import Literal, TypeVar
 import requests
 from tenacity import RetryCallState, Retrying, retry_if_result
 
+from airflow_provider_alation.settings import AlationSettings
+from airflow_provider_alation.tokens import BearerToken
+
 log = logging.getLogger(__name__)
 
 Kind = Literal["sent", "retry", "rejected"]
@@ -222,6 +225,12 @@ def retrying_until(
         retry_error_callback=lambda state: state.outcome.result(),  # type: ignore[union-attr]
         reraise=False,
     )
+
+
+def sender_for(settings: AlationSettings, bearer: Callable[[], str] | None = None) -> Sender:
+    """The sender for the settings' endpoint; ``bearer`` defaults to a new :class:`BearerToken`."""
+    token = bearer if bearer is not None else BearerToken(settings)
+    return Sender(settings.endpoint_url, token, settings.timeout, settings.verify)
 
 
 class Sender:

@@ -42,6 +42,8 @@ SNOWFLAKE_AWS_REGIONS_WITHOUT_CLOUD = frozenset(
     {"us-east-1", "eu-west-1", "eu-central-1", "ap-southeast-1", "ap-southeast-2"}
 )
 SNOWFLAKE_PORT = 443
+#: The host suffixes of Snowflake account URLs (commercial and China regions).
+SNOWFLAKE_SUFFIXES = (".snowflakecomputing.com", ".snowflakecomputing.cn")
 
 
 def snowflake_host(account: str) -> str:
@@ -53,7 +55,7 @@ def snowflake_host(account: str) -> str:
     ``xy12345.east-us-2.azure`` -> ``xy12345.east-us-2.azure.snowflakecomputing.com``.
     """
     account = account.lower().replace("_", "-")
-    if account.endswith((".snowflakecomputing.com", ".snowflakecomputing.cn")):
+    if account.endswith(SNOWFLAKE_SUFFIXES):
         return account
     labels = account.split(".")
     if len(labels) == 3 and labels[2] == "aws":

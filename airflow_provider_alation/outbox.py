@@ -30,12 +30,13 @@ import logging
 import os
 import secrets
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Protocol
 
 from airflow_provider_alation.disk import atomic_write
+from airflow_provider_alation.settings import AlationSettings
 
 log = logging.getLogger(__name__)
 
@@ -318,5 +319,12 @@ class LocalOutbox:
             "dead": len(self._events(self.dead)),
         }
 
-    def __iter__(self) -> Iterator[EntryInfo]:
-        return iter(self.list())
+
+def outbox_for(settings: AlationSettings) -> LocalOutbox:
+    """The outbox the settings describe (``spool_dir``, caps, lease)."""
+    return LocalOutbox(
+        settings.spool_dir,
+        max_events=settings.outbox_max_events,
+        max_bytes=settings.outbox_max_bytes,
+        lease_seconds=settings.outbox_lease,
+    )

@@ -20,10 +20,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from airflow_provider_alation import metrics
-from airflow_provider_alation.delivery import Outcome, Sender
-from airflow_provider_alation.outbox import Claim, LocalOutbox, Outbox, Verdict
-from airflow_provider_alation.settings import DEFAULT_CONN_ID, AlationSettings
-from airflow_provider_alation.tokens import BearerToken
+from airflow_provider_alation.delivery import Outcome, Sender, sender_for
+from airflow_provider_alation.outbox import Claim, Outbox, Verdict, outbox_for
+from airflow_provider_alation.settings import DEFAULT_CONN_ID
 
 log = logging.getLogger(__name__)
 
@@ -141,7 +140,7 @@ def replay(
             continue  # sent or claimed by another process meanwhile
         claim = claims[0]
         summary.claimed += 1
-        outcome = sender.post(claim.body, budget, on_late=_late_settler(outbox, claim))
+        outcome = sender.post(claim.body, budget, on_late=late_settler(outbox, claim))
         if outcome.abandoned:  # settled by its late answer, or replayed after the lease
             verdict: Verdict = "retry"
         else:
@@ -174,7 +173,7 @@ def _settle_quietly(outbox: Outbox, claim: Claim, outcome: Outcome) -> Verdict:
         return "retry"
 
 
-def _late_settler(outbox: Outbox, claim: Claim, replayed: bool = True) -> Callable[[Outcome], None]:
+def late_settler(outbox: Outbox, claim: Claim, replayed: bool = True) -> Callable[[Outcome], None]:
     """The ``on_late`` callback: settles an answer that arrived after the budget, never raising
     (it runs in a daemon thread)."""
 
@@ -185,19 +184,6 @@ def _late_settler(outbox: Outbox, claim: Claim, replayed: bool = True) -> Callab
             log.warning("Alation lineage: could not settle the late answer for %s: %s", claim.entry, exc)
 
     return late
-
-
-def outbox_for(settings: AlationSettings) -> LocalOutbox:
-    return LocalOutbox(
-        settings.spool_dir,
-        max_events=settings.outbox_max_events,
-        max_bytes=settings.outbox_max_bytes,
-        lease_seconds=settings.outbox_lease,
-    )
-
-
-def sender_for(settings: AlationSettings) -> Sender:
-    return Sender(settings.endpoint_url, BearerToken(settings), settings.timeout, settings.verify)
 
 
 class ReplayStopped(RuntimeError):

@@ -22,8 +22,6 @@ from airflow_provider_alation.datasources import DataSourceIndex, Match
 from airflow_provider_alation.namespaces import Namespace, NamespaceRules, parse_namespace
 from airflow_provider_alation.normalisers import is_unresolvable, normalise
 
-#: Rules in the order they are tried; "unchanged" and "not_applicable" are the two ways out.
-RULES = ("exact", "host", "regex", "normaliser", "datasource", "unchanged", "not_applicable")
 _CACHE_LIMIT = 100_000
 
 

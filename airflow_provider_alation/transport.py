@@ -25,11 +25,11 @@ from openlineage.client.serde import Serde
 from openlineage.client.transport.transport import Config, Transport
 
 from airflow_provider_alation import gate, metrics
-from airflow_provider_alation.delivery import Outcome, Sender
+from airflow_provider_alation.delivery import Outcome, Sender, sender_for
 from airflow_provider_alation.discovery import load_index
 from airflow_provider_alation.namespaces import parse_namespace, redact
-from airflow_provider_alation.outbox import Claim, LocalOutbox
-from airflow_provider_alation.replay import _late_settler, replay, settle
+from airflow_provider_alation.outbox import Claim, LocalOutbox, outbox_for
+from airflow_provider_alation.replay import late_settler, replay, settle
 from airflow_provider_alation.resolution import NamespaceResolver, Resolution
 from airflow_provider_alation.settings import (
     DEFAULT_CONN_ID,
@@ -171,7 +171,7 @@ class AlationTransport(Transport):
         claim = self._write_ahead(outbox, body, settings)
         sender = self._get_sender(settings)
         budget = settings.time_budget - (time.monotonic() - started)
-        on_late = _late_settler(outbox, claim, replayed=False) if claim is not None else None
+        on_late = late_settler(outbox, claim, replayed=False) if claim is not None else None
         outcome = sender.post(body, budget, on_late=on_late)
         metrics.timing("send.duration", outcome.elapsed)
         if claim is None:
@@ -191,12 +191,7 @@ class AlationTransport(Transport):
     def _get_outbox(self, settings: AlationSettings) -> LocalOutbox:
         with self._lock:
             if self._outbox is None:
-                self._outbox = LocalOutbox(
-                    settings.spool_dir,
-                    max_events=settings.outbox_max_events,
-                    max_bytes=settings.outbox_max_bytes,
-                    lease_seconds=settings.outbox_lease,
-                )
+                self._outbox = outbox_for(settings)
             return self._outbox
 
     def _write_ahead(self, outbox: LocalOutbox, body: bytes, settings: AlationSettings) -> Claim | None:
@@ -321,7 +316,7 @@ class AlationTransport(Transport):
         bearer = self._get_bearer(settings)
         with self._lock:
             if self._sender is None:
-                self._sender = Sender(settings.endpoint_url, bearer, settings.timeout, settings.verify)
+                self._sender = sender_for(settings, bearer)
             return self._sender
 
     def _resolver_for(self, settings: AlationSettings, started: float) -> NamespaceResolver:
