@@ -1,11 +1,13 @@
 """The ``airflow-alation`` command: see what namespaces become and which data sources Alation has.
 
+    airflow-alation check [--conn-id ID] [--only SECTION]... [--connection ID]... [--refresh] [--json]
     airflow-alation resolve NAMESPACE... [--conn-id ID] [--map JSON] [--refresh] [--offline] [--json]
     airflow-alation datasources [--conn-id ID] [--refresh] [--match TEXT] [--json]
     airflow-alation replay [--conn-id ID] [--dead] [--limit N] [--reclaim-after SECONDS] [--json]
 
 Settings come from the Airflow connection (``alation_default`` unless ``--conn-id``), as the
-transport reads them. Exit codes: 0 fine; 1 ``resolve``: a namespace matches no Alation data
+transport reads them (``check``: the connection the configured transport names). Exit codes: 0
+fine; 1 ``check``: a line failed, ``resolve``: a namespace matches no Alation data
 source (known only with discovery), ``datasources``: they could not be read, ``replay``: events are
 left for a later replay; 2 bad settings or usage.
 """
@@ -13,10 +15,12 @@ left for a later replay; 2 bad settings or usage.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from rich.console import Console
@@ -24,6 +28,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
+from airflow_provider_alation.check import SECTIONS
 from airflow_provider_alation.delivery import sender_for
 from airflow_provider_alation.discovery import IndexLoad, load_index
 from airflow_provider_alation.outbox import outbox_for
@@ -177,6 +182,51 @@ def cmd_datasources(args: argparse.Namespace, console: Console) -> int:
     return EXIT_PROBLEM if load.state == "unavailable" else EXIT_OK
 
 
+@contextlib.contextmanager
+def _logs_to_stderr() -> Iterator[None]:
+    """Whatever Airflow logs to stdout (it may, by configuration) goes to stderr: --json stays parseable."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
+STATUS_STYLE = {"pass": "green", "warn": "yellow", "fail": "bold red", "info": "dim"}
+
+
+def cmd_check(args: argparse.Namespace, console: Console) -> int:
+    from airflow_provider_alation.check import run_checks
+
+    sections = args.only or SECTIONS
+    with _logs_to_stderr() if args.json else contextlib.nullcontext():
+        report = run_checks(args.conn_id, sections, args.connection, refresh=args.refresh)
+    if args.json:
+        print(json.dumps(report.as_dict(), indent=2))
+        return report.exit_code
+    table = Table(show_lines=True, title="Alation lineage: preflight check")
+    for column in ("", "Check", "Result and fix"):
+        table.add_column(column, overflow="fold")
+    for line in report.lines:
+        result = Text(line.message)
+        if line.fix:
+            result.append("\nFix: ", style="bold").append(line.fix)
+        table.add_row(
+            Text(line.status.upper(), style=STATUS_STYLE[line.status]),
+            Text.assemble((line.section, "dim"), "\n", line.check),
+            result,
+        )
+    console.print(table)
+    counts = report.counts()
+    summary = ", ".join(f"{counts[s]} {s}" for s in ("pass", "warn", "fail", "info"))
+    console.print(Text(summary, style="bold red" if report.failed else "green"))
+    return report.exit_code
+
+
 def cmd_replay(args: argparse.Namespace, console: Console) -> int:
     settings = _settings(args)
     outbox = outbox_for(settings)
@@ -239,6 +289,30 @@ def build_parser() -> argparse.ArgumentParser:
             "--refresh", action="store_true", help="read Alation's data sources again, ignoring the cache"
         )
         p.add_argument("--json", action="store_true", help="machine-readable output")
+
+    check = sub.add_parser("check", help="will lineage reach Alation? one pass/warn/fail line per check")
+    check.add_argument(
+        "--conn-id", default=None, help="Alation connection (default: the one the OpenLineage transport uses)"
+    )
+    check.add_argument(
+        "--only",
+        action="append",
+        choices=SECTIONS,
+        metavar="SECTION",
+        help=f"run only these sections (repeatable): {', '.join(SECTIONS)}",
+    )
+    check.add_argument(
+        "--connection",
+        action="append",
+        metavar="ID",
+        help="database connections to check the namespaces of (default: every one in the environment "
+        "and the metadata database; name those kept in a secrets backend)",
+    )
+    check.add_argument(
+        "--refresh", action="store_true", help="read Alation's data sources again, ignoring the cache"
+    )
+    check.add_argument("--json", action="store_true", help="machine-readable output")
+    check.set_defaults(handler=cmd_check)
 
     resolve = sub.add_parser(
         "resolve", help="what each namespace becomes, by which rule, and whether it matches"

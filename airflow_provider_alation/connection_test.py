@@ -7,7 +7,9 @@ and makes no lineage of it, since only COMPLETE events with inputs and outputs a
 from __future__ import annotations
 
 import json
+import time
 import uuid
+from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from openlineage.client.event_v2 import Job, Run, RunEvent, RunState
@@ -36,38 +38,49 @@ def probe_event() -> bytes:
     return json.dumps(Serde.to_dict(event)).encode("utf-8")
 
 
-def verdict(outcome: Outcome, settings: AlationSettings) -> tuple[bool, str]:
-    """Turn a probe outcome into the Test button's (ok, message)."""
+@dataclass(frozen=True)
+class Verdict:
+    """The Test button's answer: ``ok``, its message, and the problem word (``""`` when ok)."""
+
+    ok: bool
+    message: str
+    problem: str = ""
+
+
+LABELS = {
+    "auth": "Token rejected",
+    "not_found": "Endpoint not found",
+    "unreachable": "Network unreachable",
+    "tls": "TLS failure",
+    "timeout": "No answer in time",
+    "server": "Alation error",
+}
+
+
+def verdict(outcome: Outcome, settings: AlationSettings) -> Verdict:
+    """Turn a probe outcome into the Test button's verdict."""
     where = settings.endpoint_url
     if outcome.kind == "sent":
-        return (
-            True,
-            f"OK: Alation accepted a test event at {where} (HTTP {outcome.status}); the token is valid.",
+        return Verdict(
+            True, f"OK: Alation accepted a test event at {where} (HTTP {outcome.status}); the token is valid."
         )
-    labels = {
-        "auth": "Token rejected",
-        "not_found": "Endpoint not found",
-        "unreachable": "Network unreachable",
-        "tls": "TLS failure",
-        "timeout": "No answer in time",
-        "server": "Alation error",
-    }
-    label = labels.get(outcome.problem, "Refused")
-    return False, f"{label}: {outcome.detail} (POST {where})"
+    problem = outcome.problem or "rejected"
+    label = LABELS.get(problem, "Refused")
+    return Verdict(False, f"{label}: {outcome.detail} (POST {where})", problem)
 
 
-def test_alation_connection(settings: AlationSettings) -> tuple[bool, str]:
+def probe_connection(settings: AlationSettings) -> Verdict:
+    """Post the probe event with these settings (the Test button and ``airflow-alation check``)."""
     sender = sender_for(settings)
     try:
-        outcome = sender.post_blocking(probe_event(), deadline=_deadline(settings.timeout))
+        outcome = sender.post_blocking(probe_event(), deadline=time.monotonic() + settings.timeout)
     except TokenError as exc:
-        return False, f"Token rejected: {exc}"
+        return Verdict(False, f"Token rejected: {exc}", "auth")
     finally:
         sender.close()
     return verdict(outcome, settings)
 
 
-def _deadline(timeout: float) -> float:
-    import time
-
-    return time.monotonic() + timeout
+def test_alation_connection(settings: AlationSettings) -> tuple[bool, str]:
+    result = probe_connection(settings)
+    return result.ok, result.message

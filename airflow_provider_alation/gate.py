@@ -96,10 +96,14 @@ def tags_of(event: Any) -> set[str]:
 
 def dag_reason(event: Any, dags: DagSelection, opt_in_tag: str) -> str | None:
     """Why this event's DAG is not sent, or None when it is opted in and not excluded."""
-    dag_id = dag_id_of(event)
+    return dag_selection_reason(dag_id_of(event), tags_of(event), dags, opt_in_tag)
+
+
+def dag_selection_reason(dag_id: str, tags: Any, dags: DagSelection, opt_in_tag: str) -> str | None:
+    """Why the DAG ``dag_id`` with these tags is not sent, or None when it is opted in and not excluded."""
     if any(fnmatchcase(dag_id, pattern) for pattern in dags.exclude):
         return EXCLUDED
-    if opt_in_tag in tags_of(event):
+    if opt_in_tag in tags:
         return None
     if any(fnmatchcase(dag_id, pattern) for pattern in dags.include):
         return None

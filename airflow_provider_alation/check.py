@@ -1,0 +1,685 @@
+"""``airflow-alation check`` and the preflight DAG: everything that decides whether lineage will
+appear in Alation, each as a pass / warn / fail line with the fix.
+
+Sections, in order (each maps to an item of Alation's troubleshooting list, see the README):
+
+- ``versions``     Airflow, the OpenLineage provider and openlineage-python against what this
+                   package requires (read from its own metadata, so it cannot drift);
+- ``openlineage``  OpenLineage enabled and its transport set to ``AlationTransport``;
+- ``connection``   the Alation connection exists and its settings are valid;
+- ``tenant``       the tenant answers over HTTPS, the endpoint takes events, the token is accepted
+                   (the probe of the connection's Test button, same verdict, same message);
+- ``datasources``  Alation's data sources can be read (``discover_datasources``);
+- ``dags``         which DAGs are opted in;
+- ``namespaces``   for each database connection, the namespace OpenLineage emits, what it is sent
+                   as, and whether an Alation data source has that host:port;
+- ``outbox``       events waiting for a replay or refused for good.
+
+The lines are data (:class:`CheckLine`); rendering them is the command's or the DAG's business.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Literal
+
+from airflow_provider_alation.settings import AlationSettings, SettingsError
+
+Status = Literal["pass", "warn", "fail", "info"]
+SECTIONS = ("versions", "openlineage", "connection", "tenant", "datasources", "dags", "namespaces", "outbox")
+DISTRIBUTION = "airflow-provider-alation"
+#: The versions the tests ran with (README, "Install into Airflow").
+TESTED = {
+    "apache-airflow": "3.3.2",
+    "apache-airflow-providers-openlineage": "2.20.3",
+    "openlineage-python": "1.54.0",
+}
+#: Interactive checks may wait longer for Alation than an emitting task would.
+CHECK_DISCOVERY_BUDGET = 30.0
+
+
+@dataclass(frozen=True)
+class CheckLine:
+    section: str
+    check: str
+    status: Status
+    message: str
+    fix: str = ""
+
+    def as_dict(self) -> dict[str, str]:
+        return asdict(self)
+
+
+@dataclass
+class Report:
+    lines: list[CheckLine] = field(default_factory=list)
+
+    @property
+    def failed(self) -> list[CheckLine]:
+        return [line for line in self.lines if line.status == "fail"]
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.failed else 0
+
+    def counts(self) -> dict[str, int]:
+        return {status: sum(line.status == status for line in self.lines) for status in Status.__args__}
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"ok": not self.failed, "counts": self.counts(), "lines": [x.as_dict() for x in self.lines]}
+
+    def as_text(self) -> str:
+        """One line per check (the preflight DAG's task log)."""
+        return "\n".join(
+            f"{x.status.upper():4}  {x.section} / {x.check}: {x.message}"
+            + (f"\n      Fix: {x.fix}" if x.fix else "")
+            for x in self.lines
+        )
+
+
+# --- versions ---------------------------------------------------------------------------------
+
+
+def _requirements() -> dict[str, str]:
+    """{distribution: specifier} of this package's own dependencies."""
+    from packaging.requirements import Requirement
+
+    wanted: dict[str, str] = {}
+    for text in metadata.requires(DISTRIBUTION) or ():
+        requirement = Requirement(text)
+        if requirement.marker is None and requirement.name in TESTED:
+            wanted[requirement.name] = str(requirement.specifier)
+    return wanted
+
+
+def version_line(package: str, installed: str | None, specifier: str) -> CheckLine:
+    """Pure: one version against the supported range."""
+    from packaging.specifiers import SpecifierSet
+    from packaging.version import Version
+
+    tested = TESTED.get(package, "")
+    if installed is None:
+        return CheckLine(
+            "versions", package, "fail", f"{package} is not installed", f"pip install '{package}{specifier}'"
+        )
+    if not SpecifierSet(specifier).contains(Version(installed), prereleases=True):
+        return CheckLine(
+            "versions",
+            package,
+            "fail",
+            f"{package} {installed} is older than this provider supports ({specifier})",
+            f"pip install --upgrade '{package}{specifier}'",
+        )
+    note = "the version the tests ran with" if installed == tested else f"tested with {tested}"
+    return CheckLine("versions", package, "pass", f"{installed} (supported: {specifier}; {note})")
+
+
+def check_versions() -> list[CheckLine]:
+    lines = []
+    for package, specifier in sorted(_requirements().items()):
+        try:
+            installed: str | None = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            installed = None
+        lines.append(version_line(package, installed, specifier))
+    return lines
+
+
+# --- OpenLineage ------------------------------------------------------------------------------
+
+
+def check_openlineage() -> list[CheckLine]:
+    from airflow_provider_alation.configuration import TRANSPORT_LINE, selective_enable, transport_status
+
+    ok, message = transport_status()
+    lines = [
+        CheckLine(
+            "openlineage",
+            "transport",
+            "pass" if ok else "fail",
+            message,
+            "" if ok else f"set {TRANSPORT_LINE} on every scheduler and worker, then restart them",
+        )
+    ]
+    if selective_enable():
+        lines.append(
+            CheckLine(
+                "openlineage",
+                "selective_enable",
+                "warn",
+                "[openlineage] selective_enable is on: only DAGs and tasks passed to OpenLineage's "
+                "enable_lineage() emit events, whatever the Alation opt-in says",
+                "call airflow.providers.openlineage.utils.selective_enable.enable_lineage(dag) on each "
+                "opted-in DAG, or set AIRFLOW__OPENLINEAGE__SELECTIVE_ENABLE=False",
+            )
+        )
+    return lines
+
+
+# --- the Alation connection -------------------------------------------------------------------
+
+
+def check_connection(conn_id: str) -> tuple[list[CheckLine], AlationSettings | None]:
+    from airflow_provider_alation.connection import get_connection, settings_from_connection
+
+    name = f"connection {conn_id}"
+    try:
+        conn = get_connection(conn_id)
+    except Exception as exc:  # noqa: BLE001 - a secrets backend's error, reported as a line
+        return [CheckLine("connection", name, "fail", f"could not read connection {conn_id!r}: {exc}")], None
+    if conn is None:
+        return [
+            CheckLine(
+                "connection",
+                name,
+                "fail",
+                f"connection {conn_id!r} does not exist",
+                f"create it with conn type 'alation' (Admin > Connections) or set "
+                f"AIRFLOW_CONN_{conn_id.upper()} to its JSON",
+            )
+        ], None
+    lines = []
+    if (conn.conn_type or "") != "alation":
+        lines.append(
+            CheckLine(
+                "connection",
+                f"{name} type",
+                "warn",
+                f"connection {conn_id!r} has type {conn.conn_type!r}, so its form and Test button are not "
+                "Alation's",
+                "set its connection type to 'alation'",
+            )
+        )
+    try:
+        settings = settings_from_connection(conn, conn_id)
+    except SettingsError as exc:
+        return [
+            *lines,
+            CheckLine(
+                "connection",
+                f"{name} settings",
+                "fail",
+                "; ".join(exc.problems),
+                f"edit connection {conn_id!r}: each item names the field and what to write",
+            ),
+        ], None
+    lines.append(
+        CheckLine(
+            "connection",
+            f"{name} settings",
+            "pass",
+            f"valid: tenant {settings.url}, endpoint {settings.endpoint}, {settings.token_type}",
+        )
+    )
+    return lines, settings
+
+
+# --- the tenant (the Test button's probe) ------------------------------------------------------
+
+NETWORK_FIXES = {
+    "unreachable": "allow outbound HTTPS (TCP 443) from every scheduler and worker to {host} "
+    "(firewall, proxy: HTTPS_PROXY, DNS); this is Alation's 'Max retries exceeded' case",
+    "timeout": "allow outbound HTTPS (TCP 443) from every scheduler and worker to {host}, or raise "
+    '"timeout" if the tenant is slow to answer',
+    "tls": 'set "verify" in the connection\'s extra to the path of your CA bundle (PEM)',
+}
+TOKEN_FIX = (
+    "create a new API token in Alation (Settings > Server Admin > API Access Tokens) and paste it into "
+    "the connection's API token (password) field"
+)
+
+
+def tenant_lines(settings: AlationSettings, ok: bool, message: str, problem: str) -> list[CheckLine]:
+    """Pure: the tenant lines for the Test button's verdict (``ok``, ``message``, ``problem``)."""
+    host = settings.url.split("://", 1)[-1]
+    lines = []
+    if settings.url.startswith("http://"):
+        lines.append(
+            CheckLine(
+                "tenant",
+                "HTTPS",
+                "warn",
+                f"the tenant URL {settings.url} is plain HTTP (allow_http): the token travels unencrypted",
+                "use the tenant's https:// URL and remove allow_http",
+            )
+        )
+    else:
+        lines.append(
+            CheckLine("tenant", "HTTPS", "pass", f"{settings.url} is HTTPS, verify={settings.verify}")
+        )
+    if problem in NETWORK_FIXES:
+        fix = NETWORK_FIXES[problem].format(host=host)
+        return [
+            *lines,
+            CheckLine("tenant", "tenant reachable", "fail", message, fix),
+            CheckLine("tenant", "token accepted", "info", "not checked: the tenant did not answer"),
+        ]
+    lines.append(CheckLine("tenant", "tenant reachable", "pass", f"{host} answered over the network"))
+    if ok:
+        return [*lines, CheckLine("tenant", "token accepted", "pass", message)]
+    if problem == "auth":
+        return [*lines, CheckLine("tenant", "token accepted", "fail", message, TOKEN_FIX)]
+    fix = (
+        f'check the tenant URL and "endpoint" (now {settings.endpoint!r}; Alation\'s is open_lineage_event/)'
+        if problem == "not_found"
+        else "retry later; if it persists, send Alation support this message"
+    )
+    return [*lines, CheckLine("tenant", "endpoint accepts events", "fail", message, fix)]
+
+
+def check_tenant(settings: AlationSettings) -> list[CheckLine]:
+    from airflow_provider_alation.connection_test import probe_connection
+
+    verdict = probe_connection(settings)
+    return tenant_lines(settings, verdict.ok, verdict.message, verdict.problem)
+
+
+# --- Alation's data sources -------------------------------------------------------------------
+
+
+def check_datasources(settings: AlationSettings, refresh: bool = False) -> tuple[list[CheckLine], Any]:
+    """The discovery line and the index (None without discovery or when it cannot be read)."""
+    if not settings.discover_datasources:
+        return [
+            CheckLine(
+                "datasources",
+                "discovery",
+                "warn",
+                "discover_datasources is off: whether namespaces match an Alation data source cannot be "
+                "confirmed, and Redshift namespaces are only resolved by your namespace_map",
+                'set "discover_datasources": true in the connection\'s extra',
+            )
+        ], None
+    from airflow_provider_alation.discovery import load_index
+    from airflow_provider_alation.tokens import BearerToken
+
+    load = load_index(settings, CHECK_DISCOVERY_BUDGET, token=BearerToken(settings), refresh=refresh)
+    count = f"{len(load.sources):,} data sources"
+    if load.state in ("fresh", "refreshed"):
+        where = "read from Alation just now" if load.state == "refreshed" else "from the cache"
+        return [CheckLine("datasources", "discovery", "pass", f"{count} {where}")], load.index
+    if load.state == "stale":
+        return [
+            CheckLine(
+                "datasources",
+                "discovery",
+                "warn",
+                f"{count} from an out-of-date cache: {load.detail}",
+                "run airflow-alation datasources --refresh once Alation's REST API answers",
+            )
+        ], load.index
+    return [
+        CheckLine(
+            "datasources",
+            "discovery",
+            "fail",
+            f"Alation's data sources could not be read: {load.detail}",
+            "the REST API takes the token in a TOKEN header: use a token Alation's REST API accepts "
+            '(or "token_type": "refresh_token" with the user id), or set "discover_datasources": false',
+        )
+    ], None
+
+
+# --- DAGs -------------------------------------------------------------------------------------
+
+
+def dag_lines(
+    dags: Sequence[tuple[str, Iterable[str]]],
+    settings: AlationSettings,
+    import_errors: Sequence[str] = (),
+    lineage_disabled: Sequence[str] = (),
+) -> list[CheckLine]:
+    """Pure: the DAG lines from (dag_id, tags) pairs."""
+    from airflow_provider_alation.gate import EXCLUDED, dag_selection_reason
+
+    reasons = {
+        dag_id: dag_selection_reason(dag_id, set(tags), settings.dags, settings.opt_in_tag)
+        for dag_id, tags in dags
+    }
+    opted = sorted(d for d, reason in reasons.items() if reason is None)
+    excluded = sorted(d for d, reason in reasons.items() if reason == EXCLUDED)
+    lines = []
+    if opted:
+        shown = ", ".join(opted[:20]) + (f" and {len(opted) - 20} more" if len(opted) > 20 else "")
+        lines.append(
+            CheckLine("dags", "opted-in DAGs", "pass", f"{len(opted)} of {len(reasons)} DAGs: {shown}")
+        )
+    else:
+        lines.append(
+            CheckLine(
+                "dags",
+                "opted-in DAGs",
+                "fail",
+                f"none of the {len(reasons)} DAGs is opted in, so nothing is sent to Alation",
+                f"add the tag {settings.opt_in_tag!r} to a DAG, call enable_alation_lineage(dag), or list "
+                'dag_id patterns in the extra: "dags": {"include": ["my_dag_*"]}',
+            )
+        )
+    if excluded:
+        lines.append(
+            CheckLine("dags", "excluded DAGs", "info", f"excluded by dags.exclude: {', '.join(excluded)}")
+        )
+    blocked = sorted(set(lineage_disabled) & set(opted))
+    if blocked:
+        lines.append(
+            CheckLine(
+                "dags",
+                "OpenLineage selective enable",
+                "fail",
+                f"opted in, but OpenLineage's selective_enable leaves them silent: {', '.join(blocked)}",
+                "call enable_lineage(dag) from airflow.providers.openlineage.utils.selective_enable on them",
+            )
+        )
+    if import_errors:
+        lines.append(
+            CheckLine(
+                "dags",
+                "DAG import errors",
+                "warn",
+                f"{len(import_errors)} DAG files failed to import, so their DAGs are not counted: "
+                + ", ".join(import_errors[:5]),
+                "airflow dags list-import-errors shows why",
+            )
+        )
+    return lines
+
+
+def _dag_bag() -> Any:
+    from airflow.configuration import conf
+
+    folder = conf.get("core", "dags_folder")
+    try:
+        from airflow.dag_processing.dagbag import DagBag  # Airflow 3.1+
+
+        return DagBag(dag_folder=folder)
+    except ImportError:
+        from airflow.models.dagbag import DagBag
+
+        return DagBag(dag_folder=folder, include_examples=False)
+
+
+def check_dags(settings: AlationSettings) -> list[CheckLine]:
+    from airflow_provider_alation.configuration import selective_enable
+
+    bag = _dag_bag()
+    dags = [(dag_id, dag.tags or ()) for dag_id, dag in bag.dags.items()]
+    disabled: list[str] = []
+    if selective_enable():
+        from airflow.providers.openlineage.utils.selective_enable import is_dag_lineage_enabled
+
+        disabled = [dag_id for dag_id, dag in bag.dags.items() if not is_dag_lineage_enabled(dag)]
+    errors = [Path(path).name for path in sorted(bag.import_errors)]
+    return dag_lines(dags, settings, errors, disabled)
+
+
+# --- namespace coverage -----------------------------------------------------------------------
+
+
+def namespace_line(conn_id: str, namespace: str, how: str, resolution: Any, discovery: bool) -> CheckLine:
+    """Pure: one database connection's coverage line from its :class:`Resolution`."""
+    name = conn_id
+    sent = resolution.namespace
+    via = f"emitted as {namespace} ({how}), sent as {sent}" + (
+        f" ({resolution.rule}: {resolution.detail})" if resolution.changed and resolution.detail else ""
+    )
+    if resolution.rule == "not_applicable":
+        return CheckLine("namespaces", name, "info", f"{via}; {resolution.detail}")
+    if resolution.matched:
+        if "short host name" in resolution.detail:
+            return CheckLine(
+                "namespaces",
+                name,
+                "warn",
+                f"{via}; matches {resolution.datasource} by its short host name only",
+                f'confirm it with the namespace_map entry "{namespace.split("://", 1)[-1]}": '
+                f'"{sent.split("://", 1)[-1]}"',
+            )
+        return CheckLine(
+            "namespaces", name, "pass", f"{via}; matches Alation data source {resolution.datasource}"
+        )
+    if not discovery:
+        return CheckLine("namespaces", name, "warn", f"{via}; not checked against Alation", resolution.fix)
+    return CheckLine("namespaces", name, "fail", f"{via}; matches no Alation data source", resolution.fix)
+
+
+def _env_connections() -> list[Any]:
+    from airflow.models.connection import Connection
+
+    found = []
+    for key, value in sorted(os.environ.items()):
+        if not key.startswith("AIRFLOW_CONN_") or not value.strip():
+            continue
+        conn_id = key[len("AIRFLOW_CONN_") :].lower()
+        try:
+            if value.lstrip().startswith("{"):
+                found.append(Connection.from_json(value, conn_id=conn_id))
+            else:
+                found.append(Connection(conn_id=conn_id, uri=value))
+        except Exception:  # noqa: BLE001 - a malformed variable is Airflow's to report; it names no database here
+            continue
+    return found
+
+
+def _database_connections() -> tuple[list[Any], str]:
+    """Connections from the environment and the metadata database, and a note on what was not read."""
+    found = {conn.conn_id: conn for conn in _env_connections()}
+    note = ""
+    try:
+        from airflow.models.connection import Connection
+        from airflow.utils.session import create_session
+        from sqlalchemy import select
+
+        with create_session() as session:
+            for conn in session.scalars(select(Connection)):
+                found.setdefault(conn.conn_id, conn)
+                session.expunge(conn)
+    except Exception as exc:  # noqa: BLE001 - no database here (a task, a bare CLI host)
+        note = f"the metadata database's connections could not be listed here ({type(exc).__name__})"
+    return list(found.values()), note
+
+
+def check_namespaces(
+    settings: AlationSettings, index: Any, connection_ids: Sequence[str] | None = None
+) -> list[CheckLine]:
+    from airflow_provider_alation.connection import get_connection
+    from airflow_provider_alation.connection_namespaces import emitted_namespace
+    from airflow_provider_alation.resolution import NamespaceResolver
+
+    note = ""
+    if connection_ids:
+        connections = []
+        missing = []
+        for conn_id in connection_ids:
+            conn = get_connection(conn_id)
+            (connections if conn is not None else missing).append(conn if conn is not None else conn_id)
+        if missing:
+            note = f"connections not found: {', '.join(missing)}"
+    else:
+        connections, note = _database_connections()
+    resolver = NamespaceResolver.from_map(settings.namespace_map, index)
+    lines = []
+    for conn in sorted(connections, key=lambda c: c.conn_id):
+        try:
+            emitted = emitted_namespace(conn)
+        except ValueError as exc:
+            lines.append(
+                CheckLine(
+                    "namespaces",
+                    conn.conn_id,
+                    "fail",
+                    f"the namespace OpenLineage emits for {conn.conn_id!r} ({conn.conn_type}) cannot be "
+                    f"told: {exc}",
+                    f"complete connection {conn.conn_id!r} as its provider documents",
+                )
+            )
+            continue
+        if emitted is None:
+            continue
+        namespace, how = emitted
+        lines.append(
+            namespace_line(conn.conn_id, namespace, how, resolver.resolve(namespace), index is not None)
+        )
+    if not lines:
+        lines.append(
+            CheckLine(
+                "namespaces",
+                "database connections",
+                "warn",
+                "no database connection found" + (f"; {note}" if note else ""),
+                "connections kept in a secrets backend cannot be listed: name them with --connection ID",
+            )
+        )
+    elif note:
+        lines.append(
+            CheckLine("namespaces", "database connections", "info", note, "name them with --connection ID")
+        )
+    return lines
+
+
+# --- the outbox -------------------------------------------------------------------------------
+
+
+def outbox_lines(spool_dir: str, counts: dict[str, int], oldest_age: float | None) -> list[CheckLine]:
+    """Pure: the outbox lines from its counts."""
+    lines = []
+    waiting = counts["pending"] + counts["claimed"]
+    if waiting:
+        age = f", the oldest {oldest_age / 60:.0f} min old" if oldest_age is not None else ""
+        lines.append(
+            CheckLine(
+                "outbox",
+                "waiting events",
+                "warn",
+                f"{waiting} events in {spool_dir} wait to be sent{age}",
+                "airflow-alation replay (or the alation_outbox_replay DAG) sends them once Alation answers",
+            )
+        )
+    else:
+        lines.append(CheckLine("outbox", "waiting events", "pass", f"none waiting in {spool_dir}"))
+    if counts["dead"]:
+        lines.append(
+            CheckLine(
+                "outbox",
+                "dead letters",
+                "warn",
+                f"{counts['dead']} events Alation refused for good are in {spool_dir}/dead",
+                "read the .reason.json beside each, fix the cause, then airflow-alation replay --dead",
+            )
+        )
+    return lines
+
+
+def check_outbox(settings: AlationSettings) -> list[CheckLine]:
+    from airflow_provider_alation.outbox import outbox_for
+
+    spool = Path(settings.spool_dir)
+    existing = next((p for p in (spool, *spool.parents) if p.exists()), spool)
+    if settings.dry_run:
+        return [
+            CheckLine(
+                "outbox", "dry_run", "warn", "dry_run is on: events are logged, not sent", 'remove "dry_run"'
+            )
+        ]
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return [
+            CheckLine(
+                "outbox",
+                "spool_dir",
+                "fail",
+                f"spool_dir {spool} is not writable here: events are sent without a write-ahead copy",
+                'point "spool_dir" at a writable directory (a shared volume on Celery/Kubernetes)',
+            )
+        ]
+    infos = outbox_for(settings).list() if spool.exists() else []
+    counts = {state: sum(info.state == state for info in infos) for state in ("pending", "claimed", "dead")}
+    oldest = min((info.queued_at for info in infos if info.state != "dead"), default=None)
+    return outbox_lines(str(spool), counts, time.time() - oldest if oldest is not None else None)
+
+
+# --- the whole report -------------------------------------------------------------------------
+
+
+def run_checks(
+    conn_id: str | None = None,
+    sections: Sequence[str] = SECTIONS,
+    connection_ids: Sequence[str] | None = None,
+    refresh: bool = False,
+) -> Report:
+    """Run the chosen sections; sections that need valid settings say so when there are none."""
+    from airflow_provider_alation.configuration import transport_conn_id
+
+    unknown = sorted(set(sections) - set(SECTIONS))
+    if unknown:
+        raise ValueError(f"unknown check sections {unknown}; choose from {', '.join(SECTIONS)}")
+    conn_id = conn_id or transport_conn_id()
+    report = Report()
+    settings: AlationSettings | None = None
+    needs_settings = set(sections) - {"versions", "openlineage"}
+    connection_lines: list[CheckLine] = []
+    if needs_settings:
+        connection_lines, settings = check_connection(conn_id)
+    index = None
+    steps: dict[str, Callable[[], list[CheckLine]]] = {
+        "versions": check_versions,
+        "openlineage": check_openlineage,
+        "tenant": lambda: check_tenant(settings),
+        "dags": lambda: check_dags(settings),
+        "namespaces": lambda: check_namespaces(settings, index, connection_ids),
+        "outbox": lambda: check_outbox(settings),
+    }
+    for section in SECTIONS:
+        if section not in sections:
+            continue
+        if section == "connection":
+            report.lines.extend(connection_lines)
+            continue
+        if section in needs_settings and settings is None:
+            report.lines.append(
+                CheckLine(
+                    section,
+                    section,
+                    "info",
+                    f"not checked: connection {conn_id!r} is not usable (see the connection check)",
+                )
+            )
+            continue
+        if section == "datasources":
+            lines, index = check_datasources(settings, refresh)
+            report.lines.extend(lines)
+            continue
+        if section == "namespaces" and "datasources" not in sections and settings.discover_datasources:
+            _, index = check_datasources(settings, refresh)
+        report.lines.extend(_guarded(section, steps[section]))
+    return report
+
+
+def _guarded(section: str, step: Callable[[], list[CheckLine]]) -> list[CheckLine]:
+    """A section that breaks is a failing line naming the error, never a traceback."""
+    try:
+        return step()
+    except Exception as exc:  # noqa: BLE001 - the report goes on; the line names the error
+        return [CheckLine(section, section, "fail", f"the check itself failed: {type(exc).__name__}: {exc}")]
+
+
+def preflight(
+    section: str, conn_id: str | None = None, connection_ids: Sequence[str] | None = None
+) -> dict[str, Any]:
+    """One preflight DAG task: log the section's lines; fail the task (no retry) when one fails."""
+    import logging
+
+    report = run_checks(conn_id, (section,), connection_ids or None)
+    logging.getLogger(__name__).info("Alation lineage preflight, %s:\n%s", section, report.as_text())
+    if report.failed:
+        try:
+            from airflow.sdk.exceptions import AirflowFailException
+        except ImportError:  # Airflow 2.10
+            from airflow.exceptions import AirflowFailException
+        raise AirflowFailException(
+            "; ".join(f"{x.check}: {x.message}" + (f" Fix: {x.fix}" if x.fix else "") for x in report.failed)
+        )
+    return report.counts()

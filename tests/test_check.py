@@ -1,0 +1,482 @@
+"""``airflow-alation check``, the preflight DAG and the Test button, against a real Airflow home
+(several database connections) and the HTTPS stand-in serving the reference data sources."""
+
+from __future__ import annotations
+
+import json
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from airflow_provider_alation.check import (
+    CheckLine,
+    dag_lines,
+    namespace_line,
+    outbox_lines,
+    tenant_lines,
+    version_line,
+)
+from airflow_provider_alation.configuration import TRANSPORT_LINE
+from airflow_provider_alation.resolution import NamespaceResolver
+from airflow_provider_alation.settings import build_settings
+from airflow_provider_alation.testing.catalog import reference_datasources
+from airflow_provider_alation.testing.fake_alation import FakeAlation
+from tests.support.airflow_home import AirflowHome, airflow_bin, connection_json, dag_run_succeeded
+
+CLI = str(Path(sys.executable).with_name("airflow-alation"))
+
+#: Database connections as users write them; each matches a reference data source.
+GOOD_DATABASES = {
+    "AIRFLOW_CONN_PG_SALES": "postgres://etl:secret@prod-db.example.com:5432/sales_db",
+    "AIRFLOW_CONN_MYSQL_SHOP": "mysql://etl:secret@mysql.example.com/shop",
+    "AIRFLOW_CONN_TRINO_LAKE": "trino://etl@trino.example.com:8080/hive",
+    "AIRFLOW_CONN_SF_ORG": json.dumps(
+        {"conn_type": "snowflake", "login": "etl", "extra": {"account": "myorg-myaccount"}}
+    ),
+    "AIRFLOW_CONN_SF_LOCATOR": json.dumps(
+        {"conn_type": "snowflake", "login": "etl", "extra": {"account": "xy12345", "region": "us-east-1"}}
+    ),
+    "AIRFLOW_CONN_REDSHIFT_DW": json.dumps(
+        {
+            "conn_type": "redshift",
+            "host": "analytics.c9xyz1abc.us-east-1.redshift.amazonaws.com",
+            "port": 5439,
+        }
+    ),
+}
+
+
+@pytest.fixture
+def catalogued(fake_alation: FakeAlation) -> FakeAlation:
+    fake_alation.datasources.update(reference_datasources())
+    return fake_alation
+
+
+def alation_env(fake: FakeAlation, token: str, tmp_path: Path, **extra: Any) -> dict[str, str]:
+    settings = {
+        "discover_datasources": True,
+        "verify": str(fake.cert_path),
+        "cache_dir": str(tmp_path / "cache"),
+        "spool_dir": str(tmp_path / "spool"),
+        **extra,
+    }
+    return {"AIRFLOW_CONN_ALATION_DEFAULT": connection_json(fake.url, token, settings), **GOOD_DATABASES}
+
+
+def run_check(
+    airflow_home: AirflowHome, env: dict[str, str], *args: str, json_output: bool = True
+) -> tuple[subprocess.CompletedProcess[str], list[dict[str, str]]]:
+    full_env = {**airflow_home.base_env(), "COLUMNS": "300", **env}
+    argv = [CLI, "check", *args, *(["--json"] if json_output else [])]
+    done = subprocess.run(argv, env=full_env, capture_output=True, text=True, timeout=180, check=False)
+    lines = (
+        json.loads(done.stdout[done.stdout.index("{") :])["lines"]
+        if json_output and "{" in done.stdout
+        else []
+    )
+    return done, lines
+
+
+def find(lines: list[dict[str, str]], section: str, check: str) -> dict[str, str]:
+    hits = [line for line in lines if line["section"] == section and line["check"] == check]
+    assert len(hits) == 1, f"no single {section}/{check} line in {json.dumps(lines, indent=1)}"
+    return hits[0]
+
+
+def failing(lines: list[dict[str, str]]) -> list[tuple[str, str]]:
+    return [(line["section"], line["check"]) for line in lines if line["status"] == "fail"]
+
+
+def no_secrets(done: subprocess.CompletedProcess[str], *secrets: str) -> None:
+    for secret in secrets:
+        assert secret not in done.stdout + done.stderr
+
+
+# --- the command, end to end ------------------------------------------------------------------
+
+
+def test_good_setup_passes_every_line(airflow_home, catalogued, token, tmp_path) -> None:
+    done, lines = run_check(airflow_home, alation_env(catalogued, token, tmp_path))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert failing(lines) == []
+    for package in ("apache-airflow", "apache-airflow-providers-openlineage", "openlineage-python"):
+        assert find(lines, "versions", package)["status"] == "pass"
+    assert find(lines, "openlineage", "transport")["status"] == "pass"
+    assert find(lines, "connection", "connection alation_default settings")["status"] == "pass"
+    token_line = find(lines, "tenant", "token accepted")
+    assert token_line["status"] == "pass" and token_line["message"].startswith("OK: Alation accepted")
+    assert find(lines, "tenant", "tenant reachable")["status"] == "pass"
+    assert find(lines, "datasources", "discovery")["message"].startswith("19 data sources")
+    opted = find(lines, "dags", "opted-in DAGs")
+    assert opted["status"] == "pass" and "alation_quickstart" in opted["message"]
+    assert "alation_preflight" not in opted["message"]
+    expected = {
+        "pg_sales": "Sales (Postgres)",
+        "mysql_shop": "Shop (MySQL)",
+        "trino_lake": "Lakehouse (Trino)",
+        "sf_org": "Snowflake (org-account)",
+        "sf_locator": "Snowflake (locator)",
+        "redshift_dw": "Analytics (Redshift)",
+    }
+    for conn_id, title in expected.items():
+        line = find(lines, "namespaces", conn_id)
+        assert line["status"] == "pass" and title in line["message"], line
+    # The Postgres provider is installed: its hook names the namespace; the others use the built-in rules.
+    assert "PostgresHook.get_openlineage_database_info" in find(lines, "namespaces", "pg_sales")["message"]
+    assert (
+        "emitted as snowflake://xy12345.us-east-1.aws" in find(lines, "namespaces", "sf_locator")["message"]
+    )
+    assert (
+        "emitted as redshift://analytics.us-east-1:5439"
+        in find(lines, "namespaces", "redshift_dw")["message"]
+    )
+    assert find(lines, "outbox", "waiting events")["status"] == "pass"
+    # The only event sent is the probe: a START without datasets, which Alation makes no lineage of.
+    assert [(e["eventType"], e["job"]["name"], e["inputs"]) for e in catalogued.events] == [
+        ("START", "connection_test", [])
+    ]
+    assert done.stdout.startswith("{"), done.stdout[:300]
+    no_secrets(done, token, "secret")
+
+
+def test_openlineage_not_pointed_at_the_transport(airflow_home, catalogued, token, tmp_path) -> None:
+    env = alation_env(catalogued, token, tmp_path)
+    env["AIRFLOW__OPENLINEAGE__TRANSPORT"] = json.dumps({"type": "http", "url": catalogued.url})
+    done, _lines = run_check(airflow_home, env, json_output=False)
+    assert done.returncode == 1
+    assert "FAIL" in done.stdout and "OpenLineage is not sending to Alation (it is 'http')" in done.stdout
+    assert TRANSPORT_LINE in done.stdout.replace("\n", "")
+    assert "Traceback" not in done.stdout + done.stderr
+
+
+def test_missing_connection(airflow_home, catalogued, token, tmp_path) -> None:
+    done, lines = run_check(
+        airflow_home, alation_env(catalogued, token, tmp_path), "--conn-id", "alation_prod"
+    )
+    assert done.returncode == 1
+    line = find(lines, "connection", "connection alation_prod")
+    assert line["status"] == "fail" and "does not exist" in line["message"]
+    assert "AIRFLOW_CONN_ALATION_PROD" in line["fix"]
+    assert failing(lines) == [("connection", "connection alation_prod")]
+    assert find(lines, "tenant", "tenant")["status"] == "info"
+
+
+def test_bad_extra(airflow_home, catalogued, token, tmp_path) -> None:
+    env = alation_env(catalogued, token, tmp_path, timout=3, time_budget=-1)
+    done, lines = run_check(airflow_home, env)
+    assert done.returncode == 1
+    line = find(lines, "connection", "connection alation_default settings")
+    assert line["status"] == "fail"
+    assert "extra.timout: unknown key. Did you mean 'timeout'?" in line["message"]
+    assert "extra.time_budget" in line["message"]
+    assert "Traceback" not in done.stderr
+    no_secrets(done, token)
+
+
+def test_rejected_token_gives_the_test_buttons_verdict(airflow_home, catalogued, token, tmp_path) -> None:
+    env = alation_env(catalogued, "revoked-" + token, tmp_path)
+    done, lines = run_check(airflow_home, env)
+    assert done.returncode == 1
+    line = find(lines, "tenant", "token accepted")
+    assert line["status"] == "fail" and line["message"].startswith("Token rejected: HTTP 401")
+    assert "API Access Tokens" in line["fix"]
+    assert find(lines, "tenant", "tenant reachable")["status"] == "pass"
+    # The Test button (hook.test_connection) with the same connection says exactly the same.
+    button = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from airflow_provider_alation.hooks.alation import AlationHook;"
+            "import json; print(json.dumps(AlationHook().test_connection()))",
+        ],
+        env={**airflow_home.base_env(), **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert json.loads(button.stdout.strip().splitlines()[-1]) == [False, line["message"]]
+    no_secrets(done, token)
+
+
+def test_unreachable_tenant(airflow_home, token, tmp_path) -> None:
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    settings = {"cache_dir": str(tmp_path / "cache"), "spool_dir": str(tmp_path / "spool"), "timeout": 2}
+    env = {"AIRFLOW_CONN_ALATION_DEFAULT": connection_json(f"https://127.0.0.1:{port}", token, settings)}
+    done, lines = run_check(airflow_home, env)
+    assert done.returncode == 1
+    line = find(lines, "tenant", "tenant reachable")
+    assert line["status"] == "fail" and line["message"].startswith("Network unreachable")
+    assert "TCP 443" in line["fix"] and f"127.0.0.1:{port}" in line["fix"]
+    assert find(lines, "tenant", "token accepted")["status"] == "info"
+    discovery = find(lines, "datasources", "discovery")
+    assert discovery["status"] == "warn" and "discover_datasources" in discovery["fix"]
+
+
+def test_database_connections_matching_no_data_source(airflow_home, catalogued, token, tmp_path) -> None:
+    env = alation_env(catalogued, token, tmp_path)
+    env["AIRFLOW_CONN_PG_BY_IP"] = "postgres://etl:secret@10.20.30.40:5432/sales_db"
+    env["AIRFLOW_CONN_SF_NEW"] = json.dumps(
+        {"conn_type": "snowflake", "login": "etl", "extra": {"account": "myorg-newaccount"}}
+    )
+    done, lines = run_check(airflow_home, env, "--only", "namespaces")
+    assert done.returncode == 1
+    assert sorted(failing(lines)) == [("namespaces", "pg_by_ip"), ("namespaces", "sf_new")]
+    pg = find(lines, "namespaces", "pg_by_ip")
+    assert "emitted as postgres://10.20.30.40:5432" in pg["message"]
+    assert "matches no Alation data source" in pg["message"]
+    assert pg["fix"].startswith("add 10.20.30.40:5432 to the 'Additional Datasource Connections' field")
+    sf = find(lines, "namespaces", "sf_new")
+    assert "sent as snowflake://myorg-newaccount.snowflakecomputing.com:443" in sf["message"]
+    assert sf["fix"].startswith(
+        "add myorg-newaccount.snowflakecomputing.com:443 to the 'Additional Datasource"
+    )
+    assert find(lines, "namespaces", "pg_sales")["status"] == "pass"
+    no_secrets(done, token, "secret")
+
+
+def test_without_discovery_namespaces_are_warnings_not_failures(
+    airflow_home, catalogued, token, tmp_path
+) -> None:
+    env = alation_env(catalogued, token, tmp_path, discover_datasources=False)
+    done, lines = run_check(airflow_home, env, "--only", "namespaces", "--only", "datasources")
+    assert done.returncode == 0, done.stdout
+    assert find(lines, "datasources", "discovery")["status"] == "warn"
+    snowflake = find(lines, "namespaces", "sf_org")
+    assert snowflake["status"] == "warn" and "not checked against Alation" in snowflake["message"]
+    assert catalogued.api_requests() == []
+
+
+def test_connection_stored_in_the_metadata_database_is_checked(
+    airflow_home, catalogued, token, tmp_path
+) -> None:
+    added = airflow_home.run(
+        "connections", "add", "mssql_dw_db", "--conn-uri", "mssql://etl:pw@sql.example.com:1433/dw", env={}
+    )
+    assert added.returncode == 0, added.stderr
+    _done, lines = run_check(airflow_home, alation_env(catalogued, token, tmp_path), "--only", "namespaces")
+    line = find(lines, "namespaces", "mssql_dw_db")
+    assert line["status"] == "pass" and "DW (SQL Server)" in line["message"], line
+    _named, lines = run_check(
+        airflow_home,
+        alation_env(catalogued, token, tmp_path),
+        "--only",
+        "namespaces",
+        "--connection",
+        "pg_sales",
+    )
+    assert [line["check"] for line in lines] == ["pg_sales"]
+
+
+# --- the preflight DAG ------------------------------------------------------------------------
+
+
+def test_preflight_dag_passes_on_a_good_setup(airflow_home, catalogued, token, tmp_path) -> None:
+    result = airflow_home.dags_test("alation_preflight", env=alation_env(catalogued, token, tmp_path))
+    assert dag_run_succeeded(result, "alation_preflight"), result.stdout[-3000:] + result.stderr[-3000:]
+    assert set(task_states(airflow_home, "alation_preflight").values()) == {"success"}
+    assert "PASS  tenant / token accepted: OK: Alation accepted" in result.stdout
+    assert "PASS  namespaces / sf_org" in result.stdout
+    no_secrets(result, token, "secret")
+
+
+def test_preflight_dag_fails_loudly_on_a_rejected_token(airflow_home, catalogued, token, tmp_path) -> None:
+    env = alation_env(catalogued, "revoked-" + token, tmp_path)
+    result = airflow_home.dags_test("alation_preflight", env=env)
+    output = result.stdout + result.stderr
+    assert not dag_run_succeeded(result, "alation_preflight")
+    assert "FAIL  tenant / token accepted: Token rejected: HTTP 401" in output
+    assert "AirflowFailException" in output
+    states = task_states(airflow_home, "alation_preflight")
+    # The token fails the probe and the data-source API; what does not depend on it still passes.
+    assert states["check_tenant"] == states["check_datasources"] == "failed"
+    assert {states[t] for t in ("check_versions", "check_openlineage", "check_dags", "check_outbox")} == {
+        "success"
+    }
+    # Without the data sources, namespace matches are unknown: warnings, not failures.
+    assert states["check_namespaces"] == "success"
+    assert "WARN  namespaces / pg_sales" in output
+    no_secrets(result, token, "secret")
+
+
+def task_states(airflow_home: AirflowHome, dag_id: str) -> dict[str, str]:
+    """Task states of the DAG's latest run, from the Airflow home's metadata database."""
+    with sqlite3.connect(airflow_home.home / "airflow.db") as db:
+        (run_id,) = db.execute(
+            "SELECT run_id FROM dag_run WHERE dag_id = ? ORDER BY id DESC LIMIT 1", (dag_id,)
+        ).fetchone()
+        rows = db.execute(
+            "SELECT task_id, state FROM task_instance WHERE dag_id = ? AND run_id = ?", (dag_id, run_id)
+        ).fetchall()
+    return dict(rows)
+
+
+# --- the Test button through Airflow's REST API -------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def api_server(airflow_home: AirflowHome) -> Iterator[str]:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {
+        **airflow_home.base_env(),
+        "AIRFLOW__CORE__TEST_CONNECTION": "Enabled",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
+    }
+    log = (airflow_home.home / "api-server.log").open("w")
+    server = subprocess.Popen(
+        [airflow_bin(), "api-server", "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                if requests.get(f"{url}/api/v2/version", timeout=2).status_code in (200, 401, 403):
+                    break
+            except requests.ConnectionError:
+                time.sleep(0.5)
+        else:
+            raise RuntimeError((airflow_home.home / "api-server.log").read_text()[-3000:])
+        yield url
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        log.close()
+
+
+@pytest.mark.parametrize("case", ["good", "rejected", "bad_extra"])
+def test_rest_api_test_button_says_what_check_says(
+    api_server, airflow_home, catalogued, token, tmp_path, case
+) -> None:
+    secret = {"good": token, "rejected": "revoked-" + token, "bad_extra": token}[case]
+    settings = {"verify": str(catalogued.cert_path), "cache_dir": str(tmp_path / "cache")}
+    if case == "bad_extra":
+        settings["timout"] = 3
+    env = {"AIRFLOW_CONN_ALATION_DEFAULT": connection_json(catalogued.url, secret, settings)}
+    _, lines = run_check(airflow_home, env, "--only", "connection", "--only", "tenant")
+
+    jwt = requests.get(f"{api_server}/auth/token", timeout=10).json()["access_token"]
+    answer = requests.post(
+        f"{api_server}/api/v2/connections/test",
+        headers={"Authorization": f"Bearer {jwt}"},
+        json={
+            "connection_id": "alation_ui",
+            "conn_type": "alation",
+            "host": catalogued.url,
+            "password": secret,
+            "extra": json.dumps(settings),
+        },
+        timeout=60,
+    )
+    assert answer.status_code == 200, answer.text
+    verdict = answer.json()
+    if case == "bad_extra":
+        line = find(lines, "connection", "connection alation_default settings")
+        assert verdict["status"] is False and line["status"] == "fail"
+        assert "extra.timout: unknown key. Did you mean 'timeout'?" in verdict["message"]
+        assert line["message"] in verdict["message"]
+    else:
+        line = find(lines, "tenant", "token accepted")
+        assert verdict == {"status": line["status"] == "pass", "message": line["message"]}
+        assert verdict["status"] is (case == "good")
+    assert secret not in answer.text
+
+
+# --- the pure parts ---------------------------------------------------------------------------
+
+
+def test_version_lines() -> None:
+    assert version_line("openlineage-python", "1.54.0", ">=1.30.0").status == "pass"
+    old = version_line("openlineage-python", "1.20.1", ">=1.30.0")
+    assert old.status == "fail" and old.fix == "pip install --upgrade 'openlineage-python>=1.30.0'"
+    missing = version_line("apache-airflow-providers-openlineage", None, ">=2.0.0")
+    assert missing.status == "fail" and "not installed" in missing.message
+
+
+def _settings(**extra: Any):
+    return build_settings({"url": "https://acme.alationcloud.com", "token": "t0ken-abc", **extra}, "test")
+
+
+@pytest.mark.parametrize(
+    ("problem", "failing_check", "fix_word"),
+    [
+        ("unreachable", "tenant reachable", "TCP 443"),
+        ("timeout", "tenant reachable", "timeout"),
+        ("tls", "tenant reachable", "CA bundle"),
+        ("auth", "token accepted", "API Access Tokens"),
+        ("not_found", "endpoint accepts events", "open_lineage_event/"),
+        ("server", "endpoint accepts events", "support"),
+    ],
+)
+def test_tenant_lines_name_the_failing_check(problem, failing_check, fix_word) -> None:
+    lines = tenant_lines(_settings(), False, "the message", problem)
+    failed = [line for line in lines if line.status == "fail"]
+    assert [line.check for line in failed] == [failing_check]
+    assert failed[0].message == "the message" and fix_word in failed[0].fix
+
+
+def test_plain_http_tenant_is_a_warning() -> None:
+    lines = tenant_lines(_settings(url="http://localhost:8080", allow_http=True), True, "OK", "")
+    assert lines[0] == CheckLine(
+        "tenant",
+        "HTTPS",
+        "warn",
+        "the tenant URL http://localhost:8080 is plain HTTP (allow_http): the token travels unencrypted",
+        "use the tenant's https:// URL and remove allow_http",
+    )
+
+
+def test_dag_lines() -> None:
+    settings = _settings(dags={"include": ["etl_*"], "exclude": ["etl_tmp*"]})
+    lines = dag_lines(
+        [("etl_a", ()), ("etl_tmp1", ("alation",)), ("report", ("alation",)), ("misc", ())],
+        settings,
+        import_errors=["broken.py"],
+        lineage_disabled=["report"],
+    )
+    by_check = {line.check: line for line in lines}
+    assert by_check["opted-in DAGs"].message == "2 of 4 DAGs: etl_a, report"
+    assert by_check["excluded DAGs"].message == "excluded by dags.exclude: etl_tmp1"
+    assert by_check["OpenLineage selective enable"].status == "fail"
+    assert by_check["DAG import errors"].status == "warn"
+    none = dag_lines([("misc", ())], _settings())
+    assert none[0].status == "fail" and "'alation'" in none[0].fix
+
+
+def test_namespace_line_statuses() -> None:
+    from airflow_provider_alation.datasources import DataSource, DataSourceIndex
+
+    index = DataSourceIndex.build(
+        [DataSource.from_api(item, api) for api, items in reference_datasources().items() for item in items]
+    )
+    with_index = NamespaceResolver.from_map({}, index)
+    without = NamespaceResolver.from_map({}, None)
+    ns = "postgres://pgprod:5432"
+    short = namespace_line("pg", ns, "hook", with_index.resolve(ns), True)
+    assert short.status == "warn" and short.fix == '"pgprod:5432": "pgprod.corp.example.com:5432"'.join(
+        ["confirm it with the namespace_map entry ", ""]
+    )
+    assert namespace_line("bq", "bigquery", "rules", with_index.resolve("bigquery"), True).status == "info"
+    ip = "postgres://10.0.0.1:5432"
+    assert namespace_line("ip", ip, "hook", with_index.resolve(ip), True).status == "fail"
+    assert namespace_line("ip", ip, "hook", without.resolve(ip), False).status == "warn"
+
+
+def test_outbox_lines() -> None:
+    lines = outbox_lines("/spool", {"pending": 2, "claimed": 1, "dead": 4}, 600.0)
+    assert [line.status for line in lines] == ["warn", "warn"]
+    assert lines[0].message == "3 events in /spool wait to be sent, the oldest 10 min old"
+    assert "replay --dead" in lines[1].fix
+    assert outbox_lines("/spool", {"pending": 0, "claimed": 0, "dead": 0}, None)[0].status == "pass"
