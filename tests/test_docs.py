@@ -58,3 +58,33 @@ def test_the_demo_installs_what_its_dag_needs() -> None:
     (extra,) = re.findall(r"bootstrap\.sh\s+(\S+)", demo)
     extras = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]
     assert any(dep.startswith("apache-airflow-providers-postgres") for dep in extras[extra.strip('"')])
+
+
+def _table_rows(heading: str) -> list[list[str]]:
+    text = (REPO / "README.md").read_text()
+    section = text.split(heading, 1)[1].split("\n## ", 1)[0]
+    rows = [line.strip("|").split(" | ") for line in section.splitlines() if line.startswith("| ")]
+    return rows[1:]  # without the header row
+
+
+def test_the_check_sections_table_lists_every_section_in_order() -> None:
+    from airflow_provider_alation.check import SECTIONS
+
+    documented = [row[0].strip("` ") for row in _table_rows("### The `airflow-alation` command")[:8]]
+    assert documented == list(SECTIONS)
+
+
+def test_troubleshooting_names_check_lines_the_check_produces() -> None:
+    """Each ``section / check`` the troubleshooting table names is a section and a line of check.py."""
+    from airflow_provider_alation.check import SECTIONS
+
+    source = (REPO / "airflow_provider_alation" / "check.py").read_text()
+    named = [
+        ref
+        for row in _table_rows("## Troubleshooting")
+        for ref in re.findall(r"`([a-z]+) / ([^`]+)`", row[1])
+    ]
+    assert len(named) >= 10
+    for section, check in named:
+        assert section in SECTIONS, section
+        assert check == "<conn_id>" or f'"{check}"' in source, check
