@@ -33,10 +33,11 @@ from tests.support.airflow_home import AirflowHome, airflow_bin, connection_json
 
 CLI = str(Path(sys.executable).with_name("airflow-alation"))
 
+DB_PASSWORD = "db-pw-7f3a9c2e41"
 #: Database connections as users write them; each matches a reference data source.
 GOOD_DATABASES = {
-    "AIRFLOW_CONN_PG_SALES": "postgres://etl:secret@prod-db.example.com:5432/sales_db",
-    "AIRFLOW_CONN_MYSQL_SHOP": "mysql://etl:secret@mysql.example.com/shop",
+    "AIRFLOW_CONN_PG_SALES": f"postgres://etl:{DB_PASSWORD}@prod-db.example.com:5432/sales_db",
+    "AIRFLOW_CONN_MYSQL_SHOP": f"mysql://etl:{DB_PASSWORD}@mysql.example.com/shop",
     "AIRFLOW_CONN_TRINO_LAKE": "trino://etl@trino.example.com:8080/hive",
     "AIRFLOW_CONN_SF_ORG": json.dumps(
         {"conn_type": "snowflake", "login": "etl", "extra": {"account": "myorg-myaccount"}}
@@ -144,7 +145,7 @@ def test_good_setup_passes_every_line(airflow_home, catalogued, token, tmp_path)
         ("START", "connection_test", [])
     ]
     assert done.stdout.startswith("{"), done.stdout[:300]
-    no_secrets(done, token, "secret")
+    no_secrets(done, token, DB_PASSWORD)
 
 
 def test_openlineage_not_pointed_at_the_transport(airflow_home, catalogued, token, tmp_path) -> None:
@@ -225,7 +226,7 @@ def test_unreachable_tenant(airflow_home, token, tmp_path) -> None:
 
 def test_database_connections_matching_no_data_source(airflow_home, catalogued, token, tmp_path) -> None:
     env = alation_env(catalogued, token, tmp_path)
-    env["AIRFLOW_CONN_PG_BY_IP"] = "postgres://etl:secret@10.20.30.40:5432/sales_db"
+    env["AIRFLOW_CONN_PG_BY_IP"] = f"postgres://etl:{DB_PASSWORD}@10.20.30.40:5432/sales_db"
     env["AIRFLOW_CONN_SF_NEW"] = json.dumps(
         {"conn_type": "snowflake", "login": "etl", "extra": {"account": "myorg-newaccount"}}
     )
@@ -242,7 +243,7 @@ def test_database_connections_matching_no_data_source(airflow_home, catalogued, 
         "add myorg-newaccount.snowflakecomputing.com:443 to the 'Additional Datasource"
     )
     assert find(lines, "namespaces", "pg_sales")["status"] == "pass"
-    no_secrets(done, token, "secret")
+    no_secrets(done, token, DB_PASSWORD)
 
 
 def test_without_discovery_namespaces_are_warnings_not_failures(
@@ -261,7 +262,12 @@ def test_connection_stored_in_the_metadata_database_is_checked(
     airflow_home, catalogued, token, tmp_path
 ) -> None:
     added = airflow_home.run(
-        "connections", "add", "mssql_dw_db", "--conn-uri", "mssql://etl:pw@sql.example.com:1433/dw", env={}
+        "connections",
+        "add",
+        "mssql_dw_db",
+        "--conn-uri",
+        f"mssql://etl:{DB_PASSWORD}@sql.example.com:1433/dw",
+        env={},
     )
     assert added.returncode == 0, added.stderr
     _done, lines = run_check(airflow_home, alation_env(catalogued, token, tmp_path), "--only", "namespaces")
@@ -287,7 +293,7 @@ def test_preflight_dag_passes_on_a_good_setup(airflow_home, catalogued, token, t
     assert set(task_states(airflow_home, "alation_preflight").values()) == {"success"}
     assert "PASS  tenant / token accepted: OK: Alation accepted" in result.stdout
     assert "PASS  namespaces / sf_org" in result.stdout
-    no_secrets(result, token, "secret")
+    no_secrets(result, token, DB_PASSWORD)
 
 
 def test_preflight_dag_fails_loudly_on_a_rejected_token(airflow_home, catalogued, token, tmp_path) -> None:
@@ -306,7 +312,7 @@ def test_preflight_dag_fails_loudly_on_a_rejected_token(airflow_home, catalogued
     # Without the data sources, namespace matches are unknown: warnings, not failures.
     assert states["check_namespaces"] == "success"
     assert "WARN  namespaces / pg_sales" in output
-    no_secrets(result, token, "secret")
+    no_secrets(result, token, DB_PASSWORD)
 
 
 def task_states(airflow_home: AirflowHome, dag_id: str) -> dict[str, str]:
