@@ -4,7 +4,9 @@ No Alation tenant and no database server are needed: Airflow uses its embedded S
 a local HTTPS stand-in plays Alation (the same one the tests use). The OpenLineage provider is
 configured with a composite transport: a ``file`` transport records every event the provider emits
 (before), and ``AlationTransport`` sends what Alation should get (after). Discovery is on: the
-stand-in serves a catalogue of data sources of every kind, and the demo ends with
+stand-in serves a catalogue of data sources of every kind. The demo starts with
+``airflow-alation check`` (the preflight a user runs before waiting for lineage; the Airflow home
+has the two Postgres connections the DAG's assets stand for, plus a Snowflake one) and ends with
 ``airflow-alation resolve`` on the namespaces the DAG emitted plus a few others.
 """
 
@@ -31,6 +33,15 @@ TOKEN = "demo-token-not-a-secret"
 NAMESPACE_MAP = {
     "postgres://10.0.0.5:5432": "postgres://prod-db.example.com:5432",
     "pgbouncer.internal:6432": "prod-db.example.com:5432",
+}
+#: Database connections the check reports on: the quickstart's two Postgres routes (rewritten by
+#: NAMESPACE_MAP) and a Snowflake account (resolved by the normaliser and discovery).
+DATABASE_CONNECTIONS = {
+    "AIRFLOW_CONN_WAREHOUSE_DIRECT": "postgres://etl@10.0.0.5:5432/sales_db",
+    "AIRFLOW_CONN_WAREHOUSE_POOLED": "postgres://etl@pgbouncer.internal:6432/sales_db",
+    "AIRFLOW_CONN_SNOWFLAKE_ANALYTICS": json.dumps(
+        {"conn_type": "snowflake", "login": "etl", "extra": {"account": "myorg-myaccount"}}
+    ),
 }
 #: Namespaces other DAGs would emit, resolved by the built-in normalisers and discovery.
 OTHER_NAMESPACES = (
@@ -95,6 +106,7 @@ def main() -> None:
                 "AIRFLOW__OPENLINEAGE__NAMESPACE": "demo",
                 "AIRFLOW_CONN_ALATION_DEFAULT": json.dumps(connection),
                 "PYTHONWARNINGS": "ignore",
+                **DATABASE_CONNECTIONS,
             }
         )
         console.print(
@@ -103,10 +115,21 @@ def main() -> None:
         console.print("Connection alation_default, extra:", json.dumps(connection["extra"]["namespace_map"]))
         with console.status("airflow db migrate ..."):
             run_airflow(["db", "migrate"], env, log)
+        cli = str(Path(sys.executable).with_name("airflow-alation"))
+        with console.status("airflow-alation check ..."):
+            checked = subprocess.run(
+                [cli, "check"],
+                env={**env, "COLUMNS": str(console.width)},
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+        api_calls_in_check = len(alation.api_requests())
+        probes = len(alation.events)
         with console.status(f"airflow dags test {DAG_ID} ..."):
             run_airflow(["dags", "test", DAG_ID], env, log)
-        received = list(alation.events)
-        api_calls_in_run = len(alation.api_requests())
+        received = list(alation.events)[probes:]
+        api_calls_in_run = len(alation.api_requests()) - api_calls_in_check
         emitted_namespaces = sorted(
             {
                 d["namespace"]
@@ -115,7 +138,6 @@ def main() -> None:
                 for d in (json.loads(line).get("inputs") or []) + (json.loads(line).get("outputs") or [])
             }
         )
-        cli = str(Path(sys.executable).with_name("airflow-alation"))
         with console.status("airflow-alation resolve ..."):
             resolved = subprocess.run(
                 [cli, "resolve", *emitted_namespaces, *OTHER_NAMESPACES],
@@ -124,8 +146,13 @@ def main() -> None:
                 text=True,
                 check=False,
             )
-        api_calls_in_resolve = len(alation.api_requests()) - api_calls_in_run
+        api_calls_in_resolve = len(alation.api_requests()) - api_calls_in_run - api_calls_in_check
 
+    console.print(
+        f"\n[bold]0. airflow-alation check[/bold], before running anything (exit {checked.returncode}; "
+        f"data-source API calls: {api_calls_in_check}; the probe is one START event without datasets)"
+    )
+    console.print(checked.stdout.rstrip(), markup=False, highlight=False)
     events = [json.loads(line) for line in emitted.read_text().splitlines() if line.strip()]
     sent_ids = {e["run"]["runId"] for e in received}
 
@@ -163,12 +190,14 @@ def main() -> None:
     console.print(after)
     console.print(
         f"\n[bold]3. airflow-alation resolve[/bold] (data-source API calls: {api_calls_in_run} in the DAG "
-        f"run, {api_calls_in_resolve} for this command, which read the cache the tasks wrote)"
+        f"run, {api_calls_in_resolve} for this command: both read the cache the check wrote)"
     )
     console.print(resolved.stdout.rstrip(), markup=False, highlight=False)
     console.print(f"Full events: {emitted} (before); Airflow log: {log}")
-    if len(received) != 2:
-        console.print("[red]Expected 2 events at the stand-in; see the Airflow log.[/red]")
+    if len(received) != 2 or checked.returncode != 0:
+        console.print(
+            "[red]Expected a passing check and 2 events at the stand-in; see the Airflow log.[/red]"
+        )
         raise SystemExit(1)
 
 
