@@ -165,7 +165,11 @@ def check_openlineage() -> list[CheckLine]:
 
 
 def check_connection(conn_id: str) -> tuple[list[CheckLine], AlationSettings | None]:
-    from airflow_provider_alation.connection import get_connection, settings_from_connection
+    from airflow_provider_alation.connection import (
+        get_connection,
+        missing_connection_fix,
+        settings_from_connection,
+    )
 
     name = f"connection {conn_id}"
     try:
@@ -179,8 +183,7 @@ def check_connection(conn_id: str) -> tuple[list[CheckLine], AlationSettings | N
                 name,
                 "fail",
                 f"connection {conn_id!r} does not exist",
-                f"create it with conn type 'alation' (Admin > Connections) or set "
-                f"AIRFLOW_CONN_{conn_id.upper()} to its JSON",
+                missing_connection_fix(conn_id),
             )
         ], None
     lines = []

@@ -133,15 +133,19 @@ def get_connection(conn_id: str) -> Any:
         raise
 
 
+def missing_connection_fix(conn_id: str) -> str:
+    return (
+        f"create it with conn type 'alation' (Admin > Connections) or set AIRFLOW_CONN_{conn_id.upper()} "
+        "to its JSON"
+    )
+
+
 def load_settings(conn_id: str = DEFAULT_CONN_ID) -> AlationSettings:
     """Read the Airflow connection and validate it (raises :class:`SettingsError`)."""
     conn = get_connection(conn_id)
     if conn is None:
         raise SettingsError(
-            [
-                f"connection {conn_id!r} does not exist; create it with conn type 'alation' "
-                f"(Admin > Connections) or set AIRFLOW_CONN_{conn_id.upper()} to its JSON"
-            ],
+            [f"connection {conn_id!r} does not exist; {missing_connection_fix(conn_id)}"],
             f"Airflow connection {conn_id!r}",
         )
     return settings_from_connection(conn, conn_id)
