@@ -39,7 +39,12 @@ class Shaped:
     event: dict[str, Any]
     resolutions: list[Resolution] = field(default_factory=list)
     trimmed: list[str] = field(default_factory=list)
-    size: int = 0
+    #: The event as sent: compact UTF-8 JSON, serialised once (the size check needs it anyway).
+    body: bytes = b""
+
+    @property
+    def size(self) -> int:
+        return len(self.body)
 
 
 def _datasets(event: dict[str, Any]) -> Iterable[dict[str, Any]]:
@@ -92,8 +97,8 @@ def rewrite_namespaces(event: dict[str, Any], resolve: Resolve) -> list[Resoluti
     return list(rewrite.seen.values())
 
 
-def _size(event: dict[str, Any]) -> int:
-    return len(json.dumps(event, separators=(",", ":"), ensure_ascii=False).encode("utf-8"))
+def encode(event: dict[str, Any]) -> bytes:
+    return json.dumps(event, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
 def _remove(event: dict[str, Any], where: str, name: str) -> bool:
@@ -124,19 +129,25 @@ def _remove(event: dict[str, Any], where: str, name: str) -> bool:
     return False
 
 
-def shape_event(event: dict[str, Any], resolve: Resolve, max_event_bytes: int) -> Shaped:
-    """The event Alation should receive: namespaces resolved, noise dropped, size capped."""
-    shaped = copy.deepcopy(event)
+def shape_event(
+    event: dict[str, Any], resolve: Resolve, max_event_bytes: int, *, in_place: bool = False
+) -> Shaped:
+    """The event Alation should receive: namespaces resolved, noise dropped, size capped.
+
+    ``event`` is copied first unless ``in_place`` (the caller made the dict for this call, as
+    ``Serde.to_dict`` does, so nothing else sees it change and the deep copy can be saved).
+    """
+    shaped = event if in_place else copy.deepcopy(event)
     run_facets = (shaped.get("run") or {}).get("facets") or {}
     for name in DROPPED_RUN_FACETS.intersection(run_facets):
         del run_facets[name]
     resolutions = rewrite_namespaces(shaped, resolve)
-    size = _size(shaped)
+    body = encode(shaped)
     trimmed: list[str] = []
     for where, name in TRIM_ORDER:
-        if size <= max_event_bytes:
+        if len(body) <= max_event_bytes:
             break
         if _remove(shaped, where, name):
             trimmed.append(f"{where}.{name}")
-            size = _size(shaped)
-    return Shaped(event=shaped, resolutions=resolutions, trimmed=trimmed, size=size)
+            body = encode(shaped)
+    return Shaped(event=shaped, resolutions=resolutions, trimmed=trimmed, body=body)

@@ -12,7 +12,6 @@ takes longer than ``time_budget``: this is the one place that rule is enforced.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import sys
@@ -148,19 +147,21 @@ class AlationTransport(Transport):
             log.debug("Alation lineage: DAG %r skipped (%s)", gate.dag_id_of(event), reason)
             return None
 
-        raw = event if isinstance(event, dict) else Serde.to_dict(event)
+        # Serde.to_dict builds a new dict, which is shaped in place; a caller's dict is copied.
+        owned = not isinstance(event, dict)
+        raw = Serde.to_dict(event) if owned else event
         resolver = self._resolver_for(settings, started)
-        shaped = shape_event(raw, resolver.resolve, settings.max_event_bytes)
+        shaped = shape_event(raw, resolver.resolve, settings.max_event_bytes, in_place=owned)
         self._report_resolutions(shaped.resolutions, resolver.index is not None)
         if shaped.trimmed:
             log.warning(
                 "Alation lineage: event of %s was above max_event_bytes=%d; removed %s (now %d bytes)",
-                raw.get("job", {}).get("name"),
+                shaped.event.get("job", {}).get("name"),
                 settings.max_event_bytes,
                 ", ".join(shaped.trimmed),
                 shaped.size,
             )
-        body = json.dumps(shaped.event, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+        body = shaped.body
         job_name = shaped.event.get("job", {}).get("name")
 
         if settings.dry_run:

@@ -120,3 +120,51 @@ def test_size_cap_trims_optional_facets_never_datasets() -> None:
 def test_shaped_event_is_valid_openlineage() -> None:
     shaped = shape_event(event(), resolver(), 1_048_576).event
     assert validate_event(shaped) == []
+
+
+def test_body_is_the_shaped_event_serialised_once_and_in_place_skips_the_copy() -> None:
+    import json
+
+    original = event()
+    shaped = shape_event(original, resolver(), 1_048_576)
+    assert json.loads(shaped.body) == shaped.event and shaped.size == len(shaped.body)
+    assert original["inputs"][0]["namespace"] == NS
+    owned = event()
+    in_place = shape_event(owned, resolver(), 1_048_576, in_place=True)
+    assert in_place.event is owned and owned["inputs"][0]["namespace"] == TARGET
+    assert in_place.body == shaped.body
+
+
+def test_emitting_an_event_object_leaves_it_unchanged(tmp_path) -> None:
+    """The transport shapes the dict Serde.to_dict made, never the caller's RunEvent."""
+    from openlineage.client.event_v2 import InputDataset, Job, OutputDataset, Run, RunEvent, RunState
+    from openlineage.client.serde import Serde
+
+    from airflow_provider_alation.transport import AlationConfig, AlationTransport
+
+    run_event = RunEvent(
+        eventType=RunState.COMPLETE,
+        eventTime="2024-01-01T00:00:00Z",
+        run=Run(runId="01890e1c-6a3b-7d8e-9f00-000000000001"),
+        job=Job(namespace="airflow", name="dag.task"),
+        producer="https://example.com/producer",
+        inputs=[InputDataset(namespace=NS, name="sales.public.orders")],
+        outputs=[OutputDataset(namespace=NS, name="sales.public.orders_daily")],
+    )
+    before = Serde.to_json(run_event)
+    transport = AlationTransport(
+        AlationConfig.from_dict(
+            {
+                "url": "http://127.0.0.1:9",
+                "token": "t0ken-abcdef",
+                "allow_http": True,
+                "dry_run": True,
+                "dags": {"include": ["*"]},
+                "namespace_map": {"10.0.0.5:6432": "prod-db.example.com:5432"},
+                "spool_dir": str(tmp_path / "spool"),
+                "cache_dir": str(tmp_path / "cache"),
+            }
+        )
+    )
+    transport.emit(run_event)
+    assert Serde.to_json(run_event) == before
