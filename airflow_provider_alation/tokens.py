@@ -24,9 +24,6 @@ from pathlib import Path
 from typing import Any
 
 import requests
-from cryptography.fernet import Fernet, InvalidToken
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from airflow_provider_alation.disk import atomic_write, cache_key
 from airflow_provider_alation.settings import AlationSettings
@@ -47,6 +44,11 @@ class AccessTokenCache:
     """The minted access token on disk, encrypted with a key derived from the refresh token."""
 
     def __init__(self, cache_dir: str | Path, url: str, user_id: int | None, refresh_token: str) -> None:
+        # Imported here: only refresh tokens need it, and every emitting process imports this module.
+        from cryptography.fernet import Fernet
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
         self.path = Path(cache_dir) / f"access-token-{cache_key(url, str(user_id))}.bin"
         key = HKDF(
             algorithm=hashes.SHA256(),
@@ -60,6 +62,8 @@ class AccessTokenCache:
         return f"AccessTokenCache(path={str(self.path)!r})"
 
     def read(self) -> tuple[str, float] | None:
+        from cryptography.fernet import InvalidToken
+
         try:
             data = json.loads(self._fernet.decrypt(self.path.read_bytes()))
             return str(data["token"]), float(data["expires_at"])
