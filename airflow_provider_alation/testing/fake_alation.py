@@ -308,6 +308,9 @@ class FakeAlation:
 def _handler(fake: FakeAlation) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        # Headers and body go out in two writes; with Nagle's algorithm the body would wait for the
+        # client's delayed ACK (~40 ms per request on Linux loopback), which no real server adds.
+        disable_nagle_algorithm = True
 
         def log_message(self, format: str, *args: Any) -> None:  # quiet
             return
