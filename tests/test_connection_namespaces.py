@@ -6,6 +6,7 @@ import pytest
 
 from airflow_provider_alation.connection_namespaces import (
     ConnectionFields,
+    Emitted,
     builtin_namespace,
     emitted_namespace,
     fix_snowflake_account,
@@ -24,18 +25,42 @@ from airflow_provider_alation.connection_namespaces import (
         ("teradata", "td.example.com", None, {}, "teradata://td.example.com:1025"),
         ("databricks", "adb-1.7.azuredatabricks.net", None, {}, "databricks://adb-1.7.azuredatabricks.net"),
         (
+            "databricks",
+            "https://ADB-1.7.azuredatabricks.net/",
+            None,
+            {},
+            "databricks://adb-1.7.azuredatabricks.net",
+        ),
+        (
+            "databricks",
+            None,
+            None,
+            {"host": "https://adb-2.azuredatabricks.net"},
+            "databricks://adb-2.azuredatabricks.net",
+        ),
+        (
             "redshift",
             "analytics.c9xyz1abc.us-east-1.redshift.amazonaws.com",
             None,
             {},
             "redshift://analytics.us-east-1:5439",
         ),
+        # RedshiftSQLHook: cluster_identifier only with IAM; otherwise <cluster>.<region> from the
+        # endpoint host, or the host itself (an IP, a private link).
+        ("redshift", "10.1.1.1", 5439, {"cluster_identifier": "dw"}, "redshift://10.1.1.1:5439"),
         (
             "redshift",
             "10.1.1.1",
             5439,
-            {"cluster_identifier": "dw", "region": "eu-west-1"},
+            {"iam": True, "cluster_identifier": "dw", "region": "eu-west-1"},
             "redshift://dw.eu-west-1:5439",
+        ),
+        (
+            "redshift",
+            "wg.123456789012.eu-west-1.redshift-serverless.amazonaws.com",
+            None,
+            {},
+            "redshift://wg.eu-west-1:5439",
         ),
         (
             "postgres",
@@ -60,7 +85,13 @@ from airflow_provider_alation.connection_namespaces import (
             {"extra__snowflake__account": "ab67890.east-us-2.azure"},
             "snowflake://ab67890.east-us-2.azure",
         ),
-        ("google_cloud_platform", None, None, {}, "bigquery"),
+        (
+            "postgres",
+            "10.1.1.1",
+            None,
+            {"redshift": True, "cluster-identifier": "dw", "region": "eu-west-1"},
+            "redshift://dw.eu-west-1:5439",
+        ),
     ],
 )
 def test_builtin_namespace(conn_type, host, port, extra, namespace) -> None:
@@ -72,7 +103,8 @@ def test_builtin_namespace(conn_type, host, port, extra, namespace) -> None:
     [
         (ConnectionFields("c", "postgres"), "no host"),
         (ConnectionFields("c", "snowflake"), "no account"),
-        (ConnectionFields("c", "redshift", "10.1.1.1"), "cluster and region"),
+        (ConnectionFields("c", "postgres", "10.1.1.1", None, {"redshift": True}), "AWS connection"),
+        (ConnectionFields("c", "redshift"), "no host"),
         (ConnectionFields("c", "http", "example.com"), "no OpenLineage namespace is known"),
     ],
 )
@@ -99,10 +131,21 @@ def test_installed_hook_names_the_namespace_itself() -> None:
     from airflow.models.connection import Connection
 
     pg = Connection(conn_id="pg", uri="postgres://u:p@DB.example.com:6543/sales")
-    assert emitted_namespace(pg) == (
-        "postgres://db.example.com:6543",
-        "PostgresHook.get_openlineage_database_info",
+    assert emitted_namespace(pg) == Emitted(
+        "postgres://db.example.com:6543", "PostgresHook.get_openlineage_database_info"
     )
+    # The Postgres hook needs the Amazon provider for Redshift (not installed here): its failure is
+    # reported, and the built-in rules say what a worker with the Amazon provider would emit.
+    redshift = Connection(
+        conn_id="rs",
+        conn_type="postgres",
+        host="analytics.c9xyz1abc.us-east-1.redshift.amazonaws.com",
+        port=5439,
+        extra='{"redshift": true}',
+    )
+    found = emitted_namespace(redshift)
+    assert found.namespace == "redshift://analytics.us-east-1:5439"
+    assert found.hook_error.startswith("PostgresHook.get_openlineage_database_info failed")
     http = Connection(conn_id="web", uri="http://example.com")
     assert emitted_namespace(http) is None
     alation = Connection(conn_id="a", conn_type="alation", host="https://acme.alationcloud.com")
