@@ -75,7 +75,7 @@ def probe_connection(settings: AlationSettings) -> Verdict:
     try:
         outcome = sender.post_blocking(probe_event(), deadline=time.monotonic() + settings.timeout)
     except TokenError as exc:
-        return Verdict(False, f"Token rejected: {exc}", "auth")
+        return Verdict(False, f"{LABELS.get(exc.problem, 'Token rejected')}: {exc}", exc.problem)
     finally:
         sender.close()
     return verdict(outcome, settings)

@@ -288,7 +288,8 @@ class Sender:
         try:
             bearer = self._bearer()
         except Exception as exc:  # noqa: BLE001 - e.g. a refresh token Alation refuses to exchange
-            return Outcome("retry", None, _short(exc), problem="auth")
+            # A TokenError says whether Alation refused (auth) or could not be reached to mint one.
+            return Outcome("retry", None, _short(exc), problem=getattr(exc, "problem", "auth"))
         try:
             with _quiet_http_client():
                 response = self._session().post(

@@ -36,8 +36,24 @@ DEFAULT_ACCESS_TOKEN_LIFETIME = 24 * 3600.0
 log = logging.getLogger(__name__)
 
 
+def _network_problem(exc: requests.RequestException) -> str:
+    if isinstance(exc, requests.exceptions.SSLError):
+        return "tls"
+    if isinstance(exc, requests.exceptions.Timeout):
+        return "timeout"
+    return "unreachable"
+
+
 class TokenError(RuntimeError):
-    """The token could not be obtained; the message never contains a token."""
+    """The token could not be obtained; the message never contains a token.
+
+    ``problem`` is the delivery word for why: ``"auth"`` (Alation refused), ``"unreachable"``,
+    ``"timeout"`` or ``"tls"`` (Alation could not be asked).
+    """
+
+    def __init__(self, message: str, problem: str = "auth") -> None:
+        super().__init__(message)
+        self.problem = problem
 
 
 class AccessTokenCache:
@@ -160,7 +176,8 @@ class BearerToken:
             )
         except requests.RequestException as exc:
             raise TokenError(
-                f"could not reach Alation to mint an access token: {type(exc).__name__}"
+                f"could not reach Alation to mint an access token: {type(exc).__name__}",
+                _network_problem(exc),
             ) from None
         try:
             body = response.json()
