@@ -105,7 +105,7 @@ def cmd_resolve(args: argparse.Namespace, console: Console) -> int:
     if settings.discover_datasources and not args.offline:
         load = _discover(settings, args.refresh)
     index = load.index if load is not None else None
-    resolver = NamespaceResolver.from_map(settings.namespace_map, index)
+    resolver = NamespaceResolver.for_settings(settings, index)
     rows = [_resolution_row(resolver.resolve(namespace), index is not None) for namespace in args.namespaces]
     if args.json:
         print(json.dumps({"datasources": load.state if load else "off", "namespaces": rows}, indent=2))

@@ -16,11 +16,17 @@ with discovery) and, when it does not, the exact fix: the ``host:port`` to paste
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from airflow_provider_alation.datasources import DataSourceIndex, Match
 from airflow_provider_alation.namespaces import Namespace, NamespaceRules, parse_namespace
 from airflow_provider_alation.normalisers import is_unresolvable, normalise
+
+if TYPE_CHECKING:
+    from airflow_provider_alation.settings import AlationSettings
 
 _CACHE_LIMIT = 100_000
 
@@ -82,7 +88,8 @@ def _fix(parsed: Namespace, discovery: bool) -> str:
         )
     return (
         f"add {host_port} to the 'Additional Datasource Connections' field of the Alation data source "
-        f'it belongs to, or add the namespace_map entry "{host_port}": "<host>:<port> of that data '
+        f'it belongs to (and to "additional_datasource_connections" in the extra, since no API shows that '
+        f'field), or add the namespace_map entry "{host_port}": "<host>:<port> of that data '
         "source's JDBC URI\""
         + ("" if discovery else " (discover_datasources: true checks this against Alation)")
     )
@@ -97,13 +104,25 @@ class NamespaceResolver:
 
     rules: NamespaceRules = field(default_factory=NamespaceRules)
     index: DataSourceIndex | None = None
+    #: host:port values the user added to Alation's "Additional Datasource Connections" field (no
+    #: API shows that field, so they are taken as matching on the user's word).
+    declared: frozenset[str] = frozenset()
     _cache: dict[str, Resolution] = field(default_factory=dict, repr=False)
 
     @classmethod
     def from_map(
-        cls, namespace_map: dict[str, str], index: DataSourceIndex | None = None
+        cls,
+        namespace_map: dict[str, str],
+        index: DataSourceIndex | None = None,
+        declared: Iterable[str] = (),
     ) -> NamespaceResolver:
-        return cls(NamespaceRules.from_map(namespace_map), index)
+        return cls(NamespaceRules.from_map(namespace_map), index, frozenset(declared))
+
+    @classmethod
+    def for_settings(
+        cls, settings: AlationSettings, index: DataSourceIndex | None = None
+    ) -> NamespaceResolver:
+        return cls.from_map(settings.namespace_map, index, settings.additional_datasource_connections)
 
     def resolve(self, namespace: str) -> Resolution:
         hit = self._cache.get(namespace)
@@ -114,6 +133,16 @@ class NamespaceResolver:
         return hit
 
     def resolve_uncached(self, namespace: str) -> Resolution:
+        resolution = self._resolve(namespace)
+        if not resolution.matched and resolution.rule != "not_applicable" and self.declared:
+            host_port = resolution.host_port
+            if host_port in self.declared:
+                return dataclasses.replace(
+                    resolution, datasource=f"{host_port} (additional_datasource_connections)", fix=""
+                )
+        return resolution
+
+    def _resolve(self, namespace: str) -> Resolution:
         parsed = parse_namespace(namespace)
         discovery = self.index is not None
         if is_unresolvable(parsed):

@@ -26,10 +26,14 @@ from pydantic import (
 )
 
 from airflow_provider_alation.namespaces import (
+    INVALID_PORT,
     canonical_scheme,
     compile_expression,
     has_invalid_port,
     literal_scheme,
+    normalise_host,
+    parse_port,
+    split_host_port,
 )
 
 DEFAULT_CONN_ID = "alation_default"
@@ -91,6 +95,10 @@ class AlationSettings(BaseModel):
         "refresh_token: exchanged for an access token",
     )
     namespace_map: dict[str, str] = Field(default_factory=dict, description="Namespace rewrite rules")
+    additional_datasource_connections: tuple[str, ...] = Field(
+        default=(),
+        description="host:port values you added to data sources' 'Additional Datasource Connections' field",
+    )
     dags: DagSelection = Field(default_factory=DagSelection, description="dag_id glob patterns to send")
     opt_in_tag: str = Field(default=DEFAULT_OPT_IN_TAG, description="A DAG carrying this tag is sent")
     discover_datasources: bool = Field(
@@ -188,6 +196,22 @@ class AlationSettings(BaseModel):
                 "use a path relative to the tenant URL such as 'open_lineage_event/'"
             )
         return value.lstrip("/")
+
+    @field_validator("additional_datasource_connections", mode="before")
+    @classmethod
+    def _host_ports(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, (list, tuple)):
+            return value
+        for item in value:
+            host, port = split_host_port(str(item))
+            if not host or parse_port(port) in (None, INVALID_PORT) or "/" in str(item):
+                raise ValueError(
+                    f'{item!r} is not a host:port; write it as in Alation\'s field, e.g. "10.0.0.5:5432"'
+                )
+        pairs = (split_host_port(str(item)) for item in value)
+        return tuple(f"{normalise_host(host)}:{parse_port(port)}" for host, port in pairs)
 
     @field_validator("namespace_map")
     @classmethod

@@ -268,12 +268,12 @@ class AlationTransport(Transport):
         with self._lock:
             if time.monotonic() - self._loaded_at > SETTINGS_TTL_SECONDS:
                 try:
-                    settings = self._read_settings()
+                    settings = self.read_settings()
                 except SettingsError as exc:
                     self._settings, self._settings_error = None, exc
                 else:
                     if settings != self._settings:
-                        self._resolver = NamespaceResolver.from_map(settings.namespace_map)
+                        self._resolver = NamespaceResolver.for_settings(settings)
                         self._index_checked_at = float("-inf")
                         # The old sender is not closed: an abandoned request may still be using it.
                         self._sender, self._bearer, self._outbox = None, None, None
@@ -288,7 +288,8 @@ class AlationTransport(Transport):
                 )
             return self._settings
 
-    def _read_settings(self) -> AlationSettings:
+    def read_settings(self) -> AlationSettings:
+        """The settings, inline or from the connection (raises :class:`SettingsError`)."""
         inline = self.config.inline
         if inline is not None and any(key in inline for key in _INLINE_ONLY):
             settings = build_settings(inline, "the transport configuration", inline=True)
@@ -343,7 +344,7 @@ class AlationTransport(Transport):
                 else "resolving without them until they can be read",
             )
         if load.index is not self._resolver.index:
-            self._resolver = NamespaceResolver(self._resolver.rules, load.index)
+            self._resolver = NamespaceResolver(self._resolver.rules, load.index, self._resolver.declared)
         return self._resolver
 
     # -- reporting --------------------------------------------------------------------------------
