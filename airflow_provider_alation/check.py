@@ -134,9 +134,15 @@ def check_versions() -> list[CheckLine]:
 
 
 def check_openlineage() -> list[CheckLine]:
-    from airflow_provider_alation.configuration import TRANSPORT_LINE, selective_enable, transport_status
+    from airflow.configuration import conf
 
-    ok, message = transport_status()
+    from airflow_provider_alation.configuration import (
+        TRANSPORT_LINE,
+        built_transport_status,
+        selective_enable,
+    )
+
+    ok, message, _ = built_transport_status()
     lines = [
         CheckLine(
             "openlineage",
@@ -158,6 +164,18 @@ def check_openlineage() -> list[CheckLine]:
                 "opted-in DAG, or set AIRFLOW__OPENLINEAGE__SELECTIVE_ENABLE=False",
             )
         )
+    disabled_for = [x for x in conf.get("openlineage", "disabled_for_operators", fallback="").split(";") if x]
+    if disabled_for:
+        lines.append(
+            CheckLine(
+                "openlineage",
+                "disabled_for_operators",
+                "warn",
+                f"OpenLineage sends nothing for tasks of these operators: {', '.join(disabled_for)}",
+                "remove the operators whose lineage Alation should show from "
+                "AIRFLOW__OPENLINEAGE__DISABLED_FOR_OPERATORS",
+            )
+        )
     return lines
 
 
@@ -176,6 +194,18 @@ def check_connection(conn_id: str) -> tuple[list[CheckLine], AlationSettings | N
         conn = get_connection(conn_id)
     except Exception as exc:  # noqa: BLE001 - a secrets backend's error, reported as a line
         return [CheckLine("connection", name, "fail", f"could not read connection {conn_id!r}: {exc}")], None
+    variable = f"AIRFLOW_CONN_{conn_id.upper()}"
+    if conn is None and os.environ.get(variable, "").strip():
+        return [
+            CheckLine(
+                "connection",
+                name,
+                "fail",
+                f"{variable} is set but Airflow cannot read it as a connection",
+                'write it as JSON: {"conn_type": "alation", "host": "https://acme.alationcloud.com", '
+                '"password": "<API token>", "extra": {...}}',
+            )
+        ], None
     if conn is None:
         return [
             CheckLine(
@@ -235,6 +265,10 @@ TOKEN_FIX = (
     "create a new API token in Alation (Settings > Server Admin > API Access Tokens) and paste it into "
     "the connection's API token (password) field"
 )
+REFRESH_TOKEN_FIX = (
+    "check the refresh token (password) and the Alation user id (login) it belongs to, or create a new "
+    "refresh token in Alation"
+)
 
 
 def tenant_lines(settings: AlationSettings, ok: bool, message: str, problem: str) -> list[CheckLine]:
@@ -249,6 +283,16 @@ def tenant_lines(settings: AlationSettings, ok: bool, message: str, problem: str
                 "warn",
                 f"the tenant URL {settings.url} is plain HTTP (allow_http): the token travels unencrypted",
                 "use the tenant's https:// URL and remove allow_http",
+            )
+        )
+    elif settings.verify is False:
+        lines.append(
+            CheckLine(
+                "tenant",
+                "HTTPS",
+                "warn",
+                f"{settings.url} is HTTPS, but certificates are not verified (verify=false)",
+                'set "verify" to true, or to the path of your CA bundle (PEM)',
             )
         )
     else:
@@ -266,11 +310,17 @@ def tenant_lines(settings: AlationSettings, ok: bool, message: str, problem: str
     if ok:
         return [*lines, CheckLine("tenant", "token accepted", "pass", message)]
     if problem == "auth":
-        return [*lines, CheckLine("tenant", "token accepted", "fail", message, TOKEN_FIX)]
-    fix = (
-        f'check the tenant URL and "endpoint" (now {settings.endpoint!r}; Alation\'s is open_lineage_event/)'
-        if problem == "not_found"
-        else "retry later; if it persists, send Alation support this message"
+        fix = REFRESH_TOKEN_FIX if settings.token_type == "refresh_token" else TOKEN_FIX
+        return [*lines, CheckLine("tenant", "token accepted", "fail", message, fix)]
+    fixes = {
+        "not_found": f'check the tenant URL and "endpoint" (now {settings.endpoint!r}; Alation\'s is '
+        "open_lineage_event/)",
+        "server": "retry later; if it persists, send Alation support this message",
+    }
+    fix = fixes.get(
+        problem,
+        "Alation refused a valid OpenLineage event: check the tenant URL and endpoint, then send Alation "
+        "support this message",
     )
     return [*lines, CheckLine("tenant", "endpoint accepts events", "fail", message, fix)]
 
@@ -406,18 +456,37 @@ def _dag_bag() -> Any:
         return DagBag(dag_folder=folder, include_examples=False)
 
 
+def _dags_in_database() -> dict[str, tuple[str, ...]]:
+    """{dag_id: tags} of the DAGs the metadata database knows (every bundle); {} where it cannot be read."""
+    try:
+        from airflow.models.dag import DagModel
+        from airflow.utils.session import create_session
+        from sqlalchemy import select
+
+        with create_session() as session:
+            return {
+                model.dag_id: tuple(tag.name for tag in model.tags)
+                for model in session.scalars(select(DagModel))
+                if not getattr(model, "is_stale", False)
+            }
+    except Exception:  # noqa: BLE001 - a task (no database access) or a bare machine: parse files instead
+        return {}
+
+
 def check_dags(settings: AlationSettings) -> list[CheckLine]:
     from airflow_provider_alation.configuration import selective_enable
 
+    known = _dags_in_database()
     bag = _dag_bag()
-    dags = [(dag_id, dag.tags or ()) for dag_id, dag in bag.dags.items()]
+    for dag_id, dag in bag.dags.items():
+        known.setdefault(dag_id, tuple(dag.tags or ()))
     disabled: list[str] = []
     if selective_enable():
         from airflow.providers.openlineage.utils.selective_enable import is_dag_lineage_enabled
 
         disabled = [dag_id for dag_id, dag in bag.dags.items() if not is_dag_lineage_enabled(dag)]
     errors = [Path(path).name for path in sorted(bag.import_errors)]
-    return dag_lines(dags, settings, errors, disabled)
+    return dag_lines(list(known.items()), settings, errors, disabled)
 
 
 # --- namespace coverage -----------------------------------------------------------------------
@@ -494,18 +563,20 @@ def check_namespaces(
     from airflow_provider_alation.resolution import NamespaceResolver
 
     note = ""
+    lines = []
     if connection_ids:
         connections = []
-        missing = []
         for conn_id in connection_ids:
             conn = get_connection(conn_id)
-            (connections if conn is not None else missing).append(conn if conn is not None else conn_id)
-        if missing:
-            note = f"connections not found: {', '.join(missing)}"
+            if conn is None:
+                lines.append(
+                    CheckLine("namespaces", conn_id, "fail", f"connection {conn_id!r} does not exist here")
+                )
+            else:
+                connections.append(conn)
     else:
         connections, note = _database_connections()
-    resolver = NamespaceResolver.from_map(settings.namespace_map, index)
-    lines = []
+    resolver = NamespaceResolver.for_settings(settings, index)
     for conn in sorted(connections, key=lambda c: c.conn_id):
         try:
             emitted = emitted_namespace(conn)
@@ -523,11 +594,19 @@ def check_namespaces(
             continue
         if emitted is None:
             continue
-        namespace, how = emitted
-        lines.append(
-            namespace_line(conn.conn_id, namespace, how, resolver.resolve(namespace), index is not None)
-        )
-    if not lines:
+        resolution = resolver.resolve(emitted.namespace)
+        line = namespace_line(conn.conn_id, emitted.namespace, emitted.how, resolution, index is not None)
+        if emitted.hook_error and line.status != "fail":
+            line = CheckLine(
+                line.section,
+                line.check,
+                "warn",
+                f"{line.message}; but {emitted.hook_error} here: where it fails the same way, the SQL "
+                "extractor sends no datasets",
+                line.fix or "install the provider's optional dependencies its OpenLineage support needs",
+            )
+        lines.append(line)
+    if not lines and not connection_ids:
         lines.append(
             CheckLine(
                 "namespaces",
@@ -613,28 +692,32 @@ def run_checks(
     connection_ids: Sequence[str] | None = None,
     refresh: bool = False,
 ) -> Report:
-    """Run the chosen sections; sections that need valid settings say so when there are none."""
-    from airflow_provider_alation.configuration import transport_conn_id
+    """Run the chosen sections; sections that need valid settings say so when there are none.
 
+    Without ``conn_id`` the settings are those of the transport OpenLineage is configured with: its
+    connection (``alation_default`` unless it names another), or its inline settings.
+    """
     unknown = sorted(set(sections) - set(SECTIONS))
     if unknown:
         raise ValueError(f"unknown check sections {unknown}; choose from {', '.join(SECTIONS)}")
-    conn_id = conn_id or transport_conn_id()
     report = Report()
     settings: AlationSettings | None = None
     needs_settings = set(sections) - {"versions", "openlineage"}
     connection_lines: list[CheckLine] = []
+    source = f"connection {conn_id!r}"
     if needs_settings:
-        connection_lines, settings = check_connection(conn_id)
+        connection_lines, settings, source = _guarded_settings(conn_id)
     index = None
     steps: dict[str, Callable[[], list[CheckLine]]] = {
         "versions": check_versions,
         "openlineage": check_openlineage,
         "tenant": lambda: check_tenant(settings),
+        "datasources": lambda: datasource_lines,
         "dags": lambda: check_dags(settings),
         "namespaces": lambda: check_namespaces(settings, index, connection_ids),
         "outbox": lambda: check_outbox(settings),
     }
+    datasource_lines: list[CheckLine] = []
     for section in SECTIONS:
         if section not in sections:
             continue
@@ -647,21 +730,47 @@ def run_checks(
                     section,
                     section,
                     "info",
-                    f"not checked: connection {conn_id!r} is not usable (see the connection check)",
+                    f"not checked: {source} is not usable (see the connection check)",
                 )
             )
             continue
-        if section == "datasources":
-            lines, index = check_datasources(settings, refresh)
-            report.lines.extend(lines)
-            continue
-        if section == "namespaces" and "datasources" not in sections and settings.discover_datasources:
-            _, index = check_datasources(settings, refresh)
+        if section == "datasources" or (
+            section == "namespaces" and "datasources" not in sections and settings.discover_datasources
+        ):
+            datasource_lines, index = _datasources(settings, refresh)
         report.lines.extend(_guarded(section, steps[section]))
     return report
 
 
-def _guarded(section: str, step: Callable[[], list[CheckLine]]) -> list[CheckLine]:
+def _datasources(settings: AlationSettings, refresh: bool) -> tuple[list[CheckLine], Any]:
+    found = _guarded("datasources", lambda: check_datasources(settings, refresh))
+    return found if isinstance(found, tuple) else (found, None)
+
+
+def _guarded_settings(conn_id: str | None) -> tuple[list[CheckLine], AlationSettings | None, str]:
+    """The connection lines, the settings (None when unusable) and where they come from."""
+    try:
+        if conn_id is None:
+            from airflow_provider_alation.configuration import built_transport_status, transport_conn_id
+
+            _, _, transport = built_transport_status()
+            if transport is not None and transport.config.inline is not None:
+                try:
+                    settings = transport.read_settings()
+                except SettingsError as exc:
+                    line = CheckLine("connection", "inline settings", "fail", "; ".join(exc.problems))
+                    return [line], None, "the transport's inline settings"
+                line = CheckLine("connection", "inline settings", "pass", f"valid: tenant {settings.url}")
+                return [line], settings, "the transport's inline settings"
+            conn_id = transport.config.conn_id if transport is not None else transport_conn_id()
+        lines, settings = check_connection(conn_id)
+        return lines, settings, f"connection {conn_id!r}"
+    except Exception as exc:  # noqa: BLE001 - a line, never a traceback
+        line = CheckLine("connection", "connection", "fail", f"could not be checked: {type(exc).__name__}")
+        return [line], None, "the connection"
+
+
+def _guarded(section: str, step: Callable[[], Any]) -> Any:
     """A section that breaks is a failing line naming the error, never a traceback."""
     try:
         return step()

@@ -16,7 +16,7 @@ def _alation_transport(transport: Any) -> dict[str, Any] | None:
     """The AlationTransport entry of a transport config (also inside a ``composite``), or None."""
     if not isinstance(transport, dict):
         return None
-    if transport.get("type") in (TRANSPORT_PATH, "alation"):
+    if transport.get("type") == TRANSPORT_PATH:
         return transport
     children = transport.get("transports") or []
     if isinstance(children, dict):
@@ -76,3 +76,53 @@ def transport_status() -> tuple[bool, str]:
     kind = transport.get("type") if isinstance(transport, dict) else None
     now = f"it is {kind!r}" if kind else "no transport is configured"
     return False, f"OpenLineage is not sending to Alation ({now}); set {TRANSPORT_LINE}"
+
+
+def _find_transport(transport: Any) -> Any:
+    """The AlationTransport instance in a built transport (also inside a composite), or None."""
+    from airflow_provider_alation.transport import AlationTransport
+
+    if isinstance(transport, AlationTransport):
+        return transport
+    for child in getattr(transport, "transports", None) or ():
+        found = _find_transport(child)
+        if found is not None:
+            return found
+    return None
+
+
+def built_transport_status() -> tuple[bool, str, Any]:
+    """(ok, message, the AlationTransport or None), from the client the OpenLineage provider builds.
+
+    Reads the configuration the way the provider does (``config_conn_id``, then ``config_path``,
+    then ``transport``, then the client's own environment variables), so it also covers the cases
+    :func:`transport_status` can only guess at.
+    """
+    ok, message = transport_status()
+    if not ok and "disabled" in message:
+        return False, message, None
+    try:
+        from airflow.providers.openlineage.plugins.adapter import OpenLineageAdapter
+
+        transport = OpenLineageAdapter().get_or_create_openlineage_client().transport
+    except Exception as exc:  # noqa: BLE001 - reported as the check's line
+        return (
+            False,
+            (
+                f"the OpenLineage provider cannot build its client ({type(exc).__name__}: {str(exc)[:200]}); "
+                f"set {TRANSPORT_LINE}"
+            ),
+            None,
+        )
+    found = _find_transport(transport)
+    if found is not None:
+        where = "" if found is transport else f" (inside the {type(transport).__name__})"
+        return True, f"OpenLineage transport is AlationTransport{where}.", found
+    return (
+        False,
+        (
+            f"OpenLineage is not sending to Alation (its transport is {type(transport).__name__}); "
+            f"set {TRANSPORT_LINE}"
+        ),
+        None,
+    )

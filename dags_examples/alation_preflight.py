@@ -22,7 +22,10 @@ except ImportError:  # Airflow 2.10
     from airflow import DAG
     from airflow.models.param import Param
 
-from airflow.providers.standard.operators.python import PythonOperator
+try:
+    from airflow.providers.standard.operators.python import PythonOperator
+except ImportError:  # Airflow 2.10 without the standard provider
+    from airflow.operators.python import PythonOperator
 
 from airflow_provider_alation.check import SECTIONS, preflight
 

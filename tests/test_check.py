@@ -24,7 +24,7 @@ from airflow_provider_alation.check import (
     tenant_lines,
     version_line,
 )
-from airflow_provider_alation.configuration import TRANSPORT_LINE
+from airflow_provider_alation.configuration import TRANSPORT_LINE, TRANSPORT_PATH
 from airflow_provider_alation.resolution import NamespaceResolver
 from airflow_provider_alation.settings import build_settings
 from airflow_provider_alation.testing.catalog import reference_datasources
@@ -153,9 +153,75 @@ def test_openlineage_not_pointed_at_the_transport(airflow_home, catalogued, toke
     env["AIRFLOW__OPENLINEAGE__TRANSPORT"] = json.dumps({"type": "http", "url": catalogued.url})
     done, _lines = run_check(airflow_home, env, json_output=False)
     assert done.returncode == 1
-    assert "FAIL" in done.stdout and "OpenLineage is not sending to Alation (it is 'http')" in done.stdout
+    assert (
+        "FAIL" in done.stdout
+        and "OpenLineage is not sending to Alation (its transport is HttpTransport)" in done.stdout
+    )
     assert TRANSPORT_LINE in done.stdout.replace("\n", "")
     assert "Traceback" not in done.stdout + done.stderr
+
+
+@pytest.mark.parametrize(
+    ("config", "status", "words"),
+    [
+        (
+            {
+                "AIRFLOW__OPENLINEAGE__TRANSPORT": json.dumps(
+                    {"type": "composite", "transports": [{"type": "console"}, {"type": TRANSPORT_PATH}]}
+                )
+            },
+            "pass",
+            "AlationTransport (inside the CompositeTransport)",
+        ),
+        (
+            {"AIRFLOW__OPENLINEAGE__TRANSPORT": json.dumps({"type": "alation"})},
+            "fail",
+            "cannot build its client",
+        ),
+        ({"AIRFLOW__OPENLINEAGE__DISABLED": "true"}, "fail", "OpenLineage is disabled"),
+        ("config_path", "pass", "OpenLineage transport is AlationTransport."),
+    ],
+)
+def test_openlineage_line_reads_the_client_the_provider_builds(
+    airflow_home, catalogued, token, tmp_path, config, status, words
+) -> None:
+    env = alation_env(catalogued, token, tmp_path)
+    if config == "config_path":  # the provider reads config_path before transport
+        path = tmp_path / "openlineage.yml"
+        path.write_text(f"transport:\n  type: {TRANSPORT_PATH}\n")
+        config = {
+            "AIRFLOW__OPENLINEAGE__CONFIG_PATH": str(path),
+            "AIRFLOW__OPENLINEAGE__TRANSPORT": json.dumps({"type": "console"}),
+        }
+    done, lines = run_check(airflow_home, {**env, **config}, "--only", "openlineage")
+    line = find(lines, "openlineage", "transport")
+    assert line["status"] == status and words in line["message"], line
+    assert done.returncode == (0 if status == "pass" else 1)
+
+
+def test_malformed_connection_variable_is_not_called_missing(airflow_home, token) -> None:
+    value = f"alation://:{token}@https://acme.alationcloud.com"
+    done, lines = run_check(airflow_home, {"AIRFLOW_CONN_ALATION_DEFAULT": value}, "--only", "connection")
+    line = find(lines, "connection", "connection alation_default")
+    assert line["status"] == "fail" and "cannot read it as a connection" in line["message"]
+    assert '"conn_type": "alation"' in line["fix"]
+    no_secrets(done, token)
+
+
+def test_declared_additional_datasource_connections_count_as_matched(
+    airflow_home, catalogued, token, tmp_path
+) -> None:
+    env = alation_env(catalogued, token, tmp_path, additional_datasource_connections=["10.20.30.40:5432"])
+    env["AIRFLOW_CONN_PG_BY_IP"] = f"postgres://etl:{DB_PASSWORD}@10.20.30.40:5432/sales_db"
+    done, lines = run_check(
+        airflow_home, env, "--only", "namespaces", "--connection", "pg_by_ip", "--connection", "pg_gone"
+    )
+    line = find(lines, "namespaces", "pg_by_ip")
+    assert (
+        line["status"] == "pass" and "10.20.30.40:5432 (additional_datasource_connections)" in line["message"]
+    )
+    # A connection named on the command line that does not exist fails.
+    assert failing(lines) == [("namespaces", "pg_gone")] and done.returncode == 1
 
 
 def test_missing_connection(airflow_home, catalogued, token, tmp_path) -> None:
@@ -431,6 +497,28 @@ def test_tenant_lines_name_the_failing_check(problem, failing_check, fix_word) -
     failed = [line for line in lines if line.status == "fail"]
     assert [line.check for line in failed] == [failing_check]
     assert failed[0].message == "the message" and fix_word in failed[0].fix
+
+
+def test_unverified_tls_is_a_warning() -> None:
+    line = tenant_lines(_settings(verify=False), True, "OK", "")[0]
+    assert line.status == "warn" and "not verified" in line.message
+
+
+def test_refresh_token_that_cannot_reach_alation_is_a_network_problem_not_a_bad_token() -> None:
+    from airflow_provider_alation.connection_test import probe_connection
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    settings = _settings(
+        url=f"https://127.0.0.1:{port}", token_type="refresh_token", user_id=7, timeout=1, time_budget=2
+    )
+    verdict = probe_connection(settings)
+    assert verdict.problem == "unreachable" and verdict.message.startswith("Network unreachable")
+    failed = [
+        x for x in tenant_lines(settings, verdict.ok, verdict.message, verdict.problem) if x.status == "fail"
+    ]
+    assert [x.check for x in failed] == ["tenant reachable"]
 
 
 def test_plain_http_tenant_is_a_warning() -> None:
