@@ -214,15 +214,17 @@ class LocalOutbox:
         temporary files of killed writers are removed. Returns how many claims were put back."""
         lease = self.lease_seconds if lease_seconds is None else lease_seconds
         try:
-            now = self._server_now()
-        except FileNotFoundError:
-            return 0
-        moved = 0
-        try:
             with os.scandir(self.claimed) as entries:
                 names = [(e.name, e.stat().st_mtime) for e in entries]
         except FileNotFoundError:
             return 0
+        if not names:  # the common case (every drain asks): no probe file to write and remove
+            return 0
+        try:
+            now = self._server_now()
+        except FileNotFoundError:
+            return 0
+        moved = 0
         for name, mtime in names:
             if now - mtime < lease:
                 continue
