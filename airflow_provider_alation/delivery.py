@@ -40,6 +40,9 @@ TRANSIENT_STATUS = frozenset({408, 425, 429, *range(500, 600)})
 AUTH_STATUS = frozenset({401, 403})
 USER_AGENT = "airflow-provider-alation"
 RESPONSE_HEAD_BYTES = 512
+#: How long connection errors and timeouts are retried within one send (other transient answers,
+#: 429 and 5xx, are retried for the whole time budget).
+NETWORK_RETRY_SECONDS = 1.0
 T = TypeVar("T")
 
 
@@ -309,11 +312,17 @@ class Sender:
             return classify_exception(exc)
         return classify_response(response)
 
-    def _retrying(self, deadline: float) -> Retrying:
+    def _retrying(self, deadline: float, started: float) -> Retrying:
+        def worth_retrying(outcome: Outcome) -> bool:
+            # No route or no answer: retried for NETWORK_RETRY_SECONDS only. The event is already
+            # in the outbox, so the next successful send's drain or a replay delivers it, and a task
+            # is not held for the whole budget by a tenant that is down.
+            if outcome.problem in ("unreachable", "timeout"):
+                return outcome.transient and time.monotonic() - started < NETWORK_RETRY_SECONDS
+            return outcome.transient
+
         return retrying_until(
-            deadline,
-            retry_if=lambda outcome: outcome.transient,
-            retry_after=lambda outcome: outcome.retry_after,
+            deadline, retry_if=worth_retrying, retry_after=lambda outcome: outcome.retry_after
         )
 
     def post_blocking(self, body: bytes, deadline: float) -> Outcome:
@@ -328,7 +337,7 @@ class Sender:
             history.append(outcome)
             return outcome
 
-        retrying = self._retrying(deadline)
+        retrying = self._retrying(deadline, started)
         outcome: Outcome = retrying(attempt)
         attempts = retrying.statistics.get("attempt_number", 1)
         return dataclasses.replace(outcome, attempts=attempts, elapsed=time.monotonic() - started)

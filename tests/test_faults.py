@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from airflow_provider_alation.delivery import NETWORK_RETRY_SECONDS
 from airflow_provider_alation.outbox import LocalOutbox
 from airflow_provider_alation.replay import ReplaySummary, outbox_for, replay, sender_for
 from airflow_provider_alation.settings import AlationSettings, build_settings
@@ -77,6 +78,8 @@ def test_connection_refused_then_replayed_once(token, tmp_path, spool) -> None:
     outcome, took = emit_timed(AlationTransport(AlationConfig.from_dict(values)), event)
     assert took < BUDGET + MARGIN
     assert (outcome.kind, outcome.problem) == ("retry", "unreachable")
+    # Retried, but only for NETWORK_RETRY_SECONDS: the event is on disk and the task need not wait.
+    assert outcome.attempts >= 2 and outcome.elapsed < NETWORK_RETRY_SECONDS + MARGIN
     assert LocalOutbox(spool).counts()["pending"] == 1
     with FakeAlation(token, tls_dir=tmp_path / "tls", port=port) as fake:
         summary = replay_all({**values, "verify": str(fake.cert_path)})
