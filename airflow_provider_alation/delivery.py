@@ -203,11 +203,13 @@ def retrying_until(
     retry_if: Callable[[T], bool],
     retry_after: Callable[[T], float | None],
     max_attempts: int | None = None,
+    deadline_of: Callable[[T], float] | None = None,
 ) -> Retrying:
     """A tenacity policy over results: back-off (or ``Retry-After``), never past ``deadline``.
 
     The attempt function returns a result rather than raising; the last result is returned when
-    the policy gives up. Shared by event delivery and data-source discovery.
+    the policy gives up. Shared by event delivery and data-source discovery. ``deadline_of`` may
+    bring the deadline forward for some results (no attempt starts after it).
     """
 
     def wait(state: RetryCallState) -> float:
@@ -219,7 +221,10 @@ def retrying_until(
         # Stop when the next attempt could not even start before the deadline.
         if max_attempts is not None and state.attempt_number >= max_attempts:
             return True
-        return time.monotonic() + wait(state) + 0.05 >= deadline
+        until = deadline
+        if deadline_of is not None:
+            until = min(deadline, deadline_of(state.outcome.result()))  # type: ignore[union-attr]
+        return time.monotonic() + wait(state) + 0.05 >= until
 
     return Retrying(
         retry=retry_if_result(retry_if),
@@ -313,16 +318,19 @@ class Sender:
         return classify_response(response)
 
     def _retrying(self, deadline: float, started: float) -> Retrying:
-        def worth_retrying(outcome: Outcome) -> bool:
-            # No route or no answer: retried for NETWORK_RETRY_SECONDS only. The event is already
+        def deadline_of(outcome: Outcome) -> float:
+            # No route or no answer: no new attempt after NETWORK_RETRY_SECONDS. The event is already
             # in the outbox, so the next successful send's drain or a replay delivers it, and a task
             # is not held for the whole budget by a tenant that is down.
             if outcome.problem in ("unreachable", "timeout"):
-                return outcome.transient and time.monotonic() - started < NETWORK_RETRY_SECONDS
-            return outcome.transient
+                return started + NETWORK_RETRY_SECONDS
+            return deadline
 
         return retrying_until(
-            deadline, retry_if=worth_retrying, retry_after=lambda outcome: outcome.retry_after
+            deadline,
+            retry_if=lambda outcome: outcome.transient,
+            retry_after=lambda outcome: outcome.retry_after,
+            deadline_of=deadline_of,
         )
 
     def post_blocking(self, body: bytes, deadline: float) -> Outcome:
