@@ -6,7 +6,7 @@
 The alternative every Alation user has today is the OpenLineage provider's plain ``http``
 transport (openlineage-python ``HttpTransport``) pointed at Alation's endpoint. Both transports
 are measured against the same local HTTPS receiver (the stand-in for Alation, TLS verified against
-its CA, Nagle stall removed: see bench/receivers.py), on the same machine, in the same run:
+its CA), on the same machine, in the same run:
 
 1. traffic: ``airflow dags test bench_twenty_sql`` (a Python task, an Empty task, a DDL + seed
    task, 20 ``INSERT INTO t_out_k SELECT ... FROM t_in_k`` tasks) against a real PostgreSQL
