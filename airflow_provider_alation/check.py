@@ -193,7 +193,8 @@ def check_connection(conn_id: str) -> tuple[list[CheckLine], AlationSettings | N
     try:
         conn = get_connection(conn_id)
     except Exception as exc:  # noqa: BLE001 - a secrets backend's error, reported as a line
-        return [CheckLine("connection", name, "fail", f"could not read connection {conn_id!r}: {exc}")], None
+        message = f"could not read connection {conn_id!r}: {_error(exc)}"
+        return [CheckLine("connection", name, "fail", message)], None
     variable = f"AIRFLOW_CONN_{conn_id.upper()}"
     if conn is None and os.environ.get(variable, "").strip():
         return [
@@ -775,7 +776,15 @@ def _guarded(section: str, step: Callable[[], Any]) -> Any:
     try:
         return step()
     except Exception as exc:  # noqa: BLE001 - the report goes on; the line names the error
-        return [CheckLine(section, section, "fail", f"the check itself failed: {type(exc).__name__}: {exc}")]
+        return [CheckLine(section, section, "fail", f"the check itself failed: {_error(exc)}")]
+
+
+def _error(exc: BaseException) -> str:
+    """An exception for a report line: its type and a short message, any ``user:password@`` masked
+    (a connection URI in an Airflow error would otherwise carry its password)."""
+    from airflow_provider_alation.namespaces import redact
+
+    return f"{type(exc).__name__}: {redact(str(exc))[:200]}"
 
 
 def preflight(

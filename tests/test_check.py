@@ -574,3 +574,14 @@ def test_outbox_lines() -> None:
     assert lines[0].message == "3 events in /spool wait to be sent, the oldest 10 min old"
     assert "replay --dead" in lines[1].fix
     assert outbox_lines("/spool", {"pending": 0, "claimed": 0, "dead": 0}, None)[0].status == "pass"
+
+
+def test_errors_on_report_lines_mask_credentials() -> None:
+    from airflow_provider_alation.check import _guarded
+
+    def broken() -> list[CheckLine]:
+        raise RuntimeError("Invalid connection string: postgres://etl:hunter22@db.example.com:5432/x")
+
+    (line,) = _guarded("namespaces", broken)
+    assert line.status == "fail" and "hunter22" not in line.message
+    assert "RuntimeError: Invalid connection string: postgres://***@db.example.com:5432/x" in line.message
