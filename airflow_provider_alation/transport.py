@@ -465,10 +465,11 @@ class AlationTransport(Transport):
             )
         else:
             log.warning(
-                "Alation lineage: event of %s not delivered to %s within time_budget=%gs (%s); %s.",
+                "Alation lineage: event of %s not delivered to %s after %d attempt(s) in %.1fs (%s); %s.",
                 job_name,
                 settings.endpoint_url,
-                settings.time_budget,
+                outcome.attempts,
+                outcome.elapsed,
                 outcome.detail,
                 kept,
             )
