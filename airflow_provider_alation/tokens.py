@@ -36,14 +36,6 @@ DEFAULT_ACCESS_TOKEN_LIFETIME = 24 * 3600.0
 log = logging.getLogger(__name__)
 
 
-def _network_problem(exc: requests.RequestException) -> str:
-    if isinstance(exc, requests.exceptions.SSLError):
-        return "tls"
-    if isinstance(exc, requests.exceptions.Timeout):
-        return "timeout"
-    return "unreachable"
-
-
 class TokenError(RuntimeError):
     """The token could not be obtained; the message never contains a token.
 
@@ -175,9 +167,11 @@ class BearerToken:
                 allow_redirects=False,
             )
         except requests.RequestException as exc:
+            from airflow_provider_alation.delivery import classify_exception  # delivery imports this module
+
             raise TokenError(
                 f"could not reach Alation to mint an access token: {type(exc).__name__}",
-                _network_problem(exc),
+                classify_exception(exc).problem,
             ) from None
         try:
             body = response.json()
