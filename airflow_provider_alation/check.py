@@ -20,6 +20,7 @@ The lines are data (:class:`CheckLine`); rendering them is the command's or the 
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -39,8 +40,6 @@ TESTED = {
     "apache-airflow-providers-openlineage": "2.20.3",
     "openlineage-python": "1.54.0",
 }
-#: Interactive checks may wait longer for Alation than an emitting task would.
-CHECK_DISCOVERY_BUDGET = 30.0
 
 
 @dataclass(frozen=True)
@@ -133,7 +132,7 @@ def check_versions() -> list[CheckLine]:
 # --- OpenLineage ------------------------------------------------------------------------------
 
 
-def check_openlineage() -> list[CheckLine]:
+def check_openlineage(transport_state: Callable[[], tuple[bool, str, Any]] | None = None) -> list[CheckLine]:
     from airflow.configuration import conf
 
     from airflow_provider_alation.configuration import (
@@ -142,7 +141,7 @@ def check_openlineage() -> list[CheckLine]:
         selective_enable,
     )
 
-    ok, message, _ = built_transport_status()
+    ok, message, _ = (transport_state or built_transport_status)()
     lines = [
         CheckLine(
             "openlineage",
@@ -349,21 +348,18 @@ def check_datasources(settings: AlationSettings, refresh: bool = False) -> tuple
                 'set "discover_datasources": true in the connection\'s extra',
             )
         ], None
-    from airflow_provider_alation.discovery import load_index
-    from airflow_provider_alation.tokens import BearerToken
+    from airflow_provider_alation.discovery import load_index_interactive
 
-    load = load_index(settings, CHECK_DISCOVERY_BUDGET, token=BearerToken(settings), refresh=refresh)
-    count = f"{len(load.sources):,} data sources"
+    load = load_index_interactive(settings, refresh)
     if load.state in ("fresh", "refreshed"):
-        where = "read from Alation just now" if load.state == "refreshed" else "from the cache"
-        return [CheckLine("datasources", "discovery", "pass", f"{count} {where}")], load.index
+        return [CheckLine("datasources", "discovery", "pass", load.describe())], load.index
     if load.state == "stale":
         return [
             CheckLine(
                 "datasources",
                 "discovery",
                 "warn",
-                f"{count} from an out-of-date cache: {load.detail}",
+                load.describe(),
                 "run airflow-alation datasources --refresh once Alation's REST API answers",
             )
         ], load.index
@@ -500,9 +496,10 @@ def namespace_line(conn_id: str, namespace: str, how: str, resolution: Any, disc
     via = f"emitted as {namespace} ({how}), sent as {sent}" + (
         f" ({resolution.rule}: {resolution.detail})" if resolution.changed and resolution.detail else ""
     )
-    if resolution.rule == "not_applicable":
+    status = resolution.status(discovery)
+    if status == "not applicable":
         return CheckLine("namespaces", name, "info", f"{via}; {resolution.detail}")
-    if resolution.matched:
+    if status == "matched":
         if "short host name" in resolution.detail:
             return CheckLine(
                 "namespaces",
@@ -515,7 +512,7 @@ def namespace_line(conn_id: str, namespace: str, how: str, resolution: Any, disc
         return CheckLine(
             "namespaces", name, "pass", f"{via}; matches Alation data source {resolution.datasource}"
         )
-    if not discovery:
+    if status == "not checked":
         return CheckLine("namespaces", name, "warn", f"{via}; not checked against Alation", resolution.fix)
     return CheckLine("namespaces", name, "fail", f"{via}; matches no Alation data source", resolution.fix)
 
@@ -706,12 +703,16 @@ def run_checks(
     needs_settings = set(sections) - {"versions", "openlineage"}
     connection_lines: list[CheckLine] = []
     source = f"connection {conn_id!r}"
+    # The OpenLineage client is built once, for the openlineage line and for the settings it names.
+    from airflow_provider_alation.configuration import built_transport_status
+
+    transport_state = functools.cache(built_transport_status)
     if needs_settings:
-        connection_lines, settings, source = _guarded_settings(conn_id)
+        connection_lines, settings, source = _guarded_settings(conn_id, transport_state)
     index = None
     steps: dict[str, Callable[[], list[CheckLine]]] = {
         "versions": check_versions,
-        "openlineage": check_openlineage,
+        "openlineage": lambda: check_openlineage(transport_state),
         "tenant": lambda: check_tenant(settings),
         "datasources": lambda: datasource_lines,
         "dags": lambda: check_dags(settings),
@@ -748,13 +749,15 @@ def _datasources(settings: AlationSettings, refresh: bool) -> tuple[list[CheckLi
     return found if isinstance(found, tuple) else (found, None)
 
 
-def _guarded_settings(conn_id: str | None) -> tuple[list[CheckLine], AlationSettings | None, str]:
+def _guarded_settings(
+    conn_id: str | None, transport_state: Callable[[], tuple[bool, str, Any]]
+) -> tuple[list[CheckLine], AlationSettings | None, str]:
     """The connection lines, the settings (None when unusable) and where they come from."""
     try:
         if conn_id is None:
-            from airflow_provider_alation.configuration import built_transport_status, transport_conn_id
+            from airflow_provider_alation.configuration import transport_conn_id
 
-            _, _, transport = built_transport_status()
+            _, _, transport = transport_state()
             if transport is not None and transport.config.inline is not None:
                 try:
                     settings = transport.read_settings()

@@ -30,15 +30,12 @@ from rich.text import Text
 
 from airflow_provider_alation.check import SECTIONS
 from airflow_provider_alation.delivery import sender_for
-from airflow_provider_alation.discovery import IndexLoad, load_index
+from airflow_provider_alation.discovery import IndexLoad, load_index_interactive
 from airflow_provider_alation.outbox import outbox_for
 from airflow_provider_alation.replay import replay
 from airflow_provider_alation.resolution import NamespaceResolver, Resolution
 from airflow_provider_alation.settings import DEFAULT_CONN_ID, AlationSettings, SettingsError, build_settings
-from airflow_provider_alation.tokens import BearerToken
 
-#: Interactive commands may wait longer for Alation than an emitting task would.
-CLI_DISCOVERY_BUDGET = 30.0
 EXIT_OK, EXIT_PROBLEM, EXIT_USAGE = 0, 1, 2
 
 
@@ -62,32 +59,8 @@ def _settings(args: argparse.Namespace) -> AlationSettings:
     return settings
 
 
-def _discover(settings: AlationSettings, refresh: bool) -> IndexLoad:
-    return load_index(settings, CLI_DISCOVERY_BUDGET, token=BearerToken(settings), refresh=refresh)
-
-
-def _describe_load(load: IndexLoad) -> str:
-    count = f"{len(load.sources):,} data sources"
-    age = load.age()
-    when = f"{age / 60:.0f} min old" if age is not None else ""
-    if load.state == "fresh":
-        return f"{count} from the cache ({when})"
-    if load.state == "refreshed":
-        return f"{count} read from Alation just now ({load.requests} requests)"
-    if load.state == "stale":
-        return f"{count} from an out-of-date cache ({when}): {load.detail}"
-    return f"no data sources: {load.detail}"
-
-
 def _resolution_row(resolution: Resolution, discovery: bool) -> dict[str, Any]:
-    if resolution.rule == "not_applicable":
-        status = "not applicable"
-    elif resolution.matched:
-        status = "matched"
-    elif discovery:
-        status = "no match"
-    else:
-        status = "not checked"
+    status = resolution.status(discovery)
     return {
         "namespace": resolution.original,
         "sent_as": resolution.namespace,
@@ -103,7 +76,7 @@ def cmd_resolve(args: argparse.Namespace, console: Console) -> int:
     settings = _settings(args)
     load: IndexLoad | None = None
     if settings.discover_datasources and not args.offline:
-        load = _discover(settings, args.refresh)
+        load = load_index_interactive(settings, args.refresh)
     index = load.index if load is not None else None
     resolver = NamespaceResolver.for_settings(settings, index)
     rows = [_resolution_row(resolver.resolve(namespace), index is not None) for namespace in args.namespaces]
@@ -118,7 +91,7 @@ def cmd_resolve(args: argparse.Namespace, console: Console) -> int:
             )
             console.print(f"Alation data sources: not read ({why}), so matches cannot be confirmed.")
         else:
-            console.print(f"Alation data sources: {_describe_load(load)}")
+            console.print(f"Alation data sources: {load.describe()}")
         table = Table(show_lines=True)
         for column in ("Namespace", "Sent to Alation as", "Rule", "Alation data source", "Fix"):
             table.add_column(column, overflow="fold")
@@ -140,7 +113,7 @@ def cmd_resolve(args: argparse.Namespace, console: Console) -> int:
 
 def cmd_datasources(args: argparse.Namespace, console: Console) -> int:
     settings = _settings(args)
-    load = _discover(settings, args.refresh)
+    load = load_index_interactive(settings, args.refresh)
     sources = list(load.sources)
     if args.match:
         needle = args.match.lower()
@@ -159,7 +132,7 @@ def cmd_datasources(args: argparse.Namespace, console: Console) -> int:
             )
         )
     else:
-        console.print(f"Alation data sources at {settings.url}: {_describe_load(load)}")
+        console.print(f"Alation data sources at {settings.url}: {load.describe()}")
         table = Table()
         for column in ("Id", "API", "Type", "Title", "host:port", "URI"):
             table.add_column(column, overflow="fold")

@@ -325,6 +325,30 @@ class IndexLoad:
             return None
         return (now if now is not None else time.time()) - self.fetched_at
 
+    def describe(self) -> str:
+        """One line for people: how many data sources, and from where."""
+        count = f"{len(self.sources):,} data sources"
+        age = self.age()
+        when = f"{age / 60:.0f} min old" if age is not None else ""
+        if self.state == "fresh":
+            return f"{count} from the cache ({when})"
+        if self.state == "refreshed":
+            return f"{count} read from Alation just now ({self.requests} requests)"
+        if self.state == "stale":
+            return f"{count} from an out-of-date cache ({when}): {self.detail}"
+        return f"no data sources: {self.detail}"
+
+
+#: Commands a person waits for (the CLI, the check) may wait longer for Alation than a task would.
+INTERACTIVE_BUDGET = 30.0
+
+
+def load_index_interactive(settings: AlationSettings, refresh: bool = False) -> IndexLoad:
+    """:func:`load_index` for a command a person runs: :data:`INTERACTIVE_BUDGET`, the settings' token."""
+    from airflow_provider_alation.tokens import BearerToken
+
+    return load_index(settings, INTERACTIVE_BUDGET, token=BearerToken(settings), refresh=refresh)
+
 
 def load_index(
     settings: AlationSettings,

@@ -52,6 +52,14 @@ class Resolution:
     def matched(self) -> bool:
         return self.datasource is not None
 
+    def status(self, discovery: bool) -> str:
+        """``matched``, ``not applicable``, ``no match`` (known only with discovery) or ``not checked``."""
+        if self.rule == "not_applicable":
+            return "not applicable"
+        if self.matched:
+            return "matched"
+        return "no match" if discovery else "not checked"
+
     @property
     def host_port(self) -> str | None:
         return parse_namespace(self.namespace).host_port
