@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from airflow_provider_alation.testing.catalog import reference_datasources
 from airflow_provider_alation.testing.fake_alation import FakeAlation
 from tests.support.airflow_home import REPO, AirflowHome
 from tests.support.postgres import PostgresServer
@@ -31,6 +32,13 @@ def fake_alation(tmp_path: Path, token: str) -> Iterator[FakeAlation]:
     """HTTPS stand-in for Alation, validating every event against the OpenLineage schema."""
     with FakeAlation(token, tls_dir=tmp_path / "tls", validator=validate_event) as fake:
         yield fake
+
+
+@pytest.fixture
+def catalogued(fake_alation: FakeAlation) -> FakeAlation:
+    """The stand-in serving the reference data sources of every kind."""
+    fake_alation.datasources.update(reference_datasources())
+    return fake_alation
 
 
 @pytest.fixture(scope="session")

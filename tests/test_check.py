@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -30,6 +29,7 @@ from airflow_provider_alation.settings import build_settings
 from airflow_provider_alation.testing.catalog import reference_datasources
 from airflow_provider_alation.testing.fake_alation import FakeAlation
 from tests.support.airflow_home import AirflowHome, airflow_bin, connection_json, dag_run_succeeded
+from tests.support.network import free_port
 
 CLI = str(Path(sys.executable).with_name("airflow-alation"))
 
@@ -53,12 +53,6 @@ GOOD_DATABASES = {
         }
     ),
 }
-
-
-@pytest.fixture
-def catalogued(fake_alation: FakeAlation) -> FakeAlation:
-    fake_alation.datasources.update(reference_datasources())
-    return fake_alation
 
 
 def alation_env(fake: FakeAlation, token: str, tmp_path: Path, **extra: Any) -> dict[str, str]:
@@ -275,9 +269,7 @@ def test_rejected_token_gives_the_test_buttons_verdict(airflow_home, catalogued,
 
 
 def test_unreachable_tenant(airflow_home, token, tmp_path) -> None:
-    with socket.socket() as sock:  # a port nothing listens on
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     settings = {"cache_dir": str(tmp_path / "cache"), "spool_dir": str(tmp_path / "spool"), "timeout": 2}
     env = {"AIRFLOW_CONN_ALATION_DEFAULT": connection_json(f"https://127.0.0.1:{port}", token, settings)}
     done, lines = run_check(airflow_home, env)
@@ -398,9 +390,7 @@ def task_states(airflow_home: AirflowHome, dag_id: str) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def api_server(airflow_home: AirflowHome) -> Iterator[str]:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     env = {
         **airflow_home.base_env(),
         "AIRFLOW__CORE__TEST_CONNECTION": "Enabled",
@@ -507,9 +497,7 @@ def test_unverified_tls_is_a_warning() -> None:
 def test_refresh_token_that_cannot_reach_alation_is_a_network_problem_not_a_bad_token() -> None:
     from airflow_provider_alation.connection_test import probe_connection
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     settings = _settings(
         url=f"https://127.0.0.1:{port}", token_type="refresh_token", user_id=7, timeout=1, time_budget=2
     )

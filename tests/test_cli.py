@@ -9,19 +9,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import pytest
-
-from airflow_provider_alation.testing.catalog import reference_datasources
 from airflow_provider_alation.testing.fake_alation import FakeAlation
 from tests.support.airflow_home import AirflowHome, connection_json
 
 CLI = str(Path(sys.executable).with_name("airflow-alation"))
-
-
-@pytest.fixture
-def catalogued(fake_alation: FakeAlation) -> FakeAlation:
-    fake_alation.datasources.update(reference_datasources())
-    return fake_alation
 
 
 def run_cli(

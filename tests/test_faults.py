@@ -7,7 +7,6 @@ import json
 import logging
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -24,6 +23,7 @@ from airflow_provider_alation.testing.fake_alation import FakeAlation, Fault
 from airflow_provider_alation.transport import AlationConfig, AlationTransport
 from tests.support.airflow_home import REPO
 from tests.support.emitter import distinct_event
+from tests.support.network import free_port
 
 BUDGET = 2.0
 MARGIN = 0.5
@@ -70,9 +70,7 @@ def spool(tmp_path: Path) -> Path:
 
 
 def test_connection_refused_then_replayed_once(token, tmp_path, spool) -> None:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     values = config(f"https://localhost:{port}", token, spool, None, verify=False)
     event = distinct_event()
     outcome, took = emit_timed(AlationTransport(AlationConfig.from_dict(values)), event)
@@ -334,9 +332,7 @@ def test_metrics_are_counted_under_the_alation_prefix(fake_alation, token, spool
 def test_the_reported_problem_is_the_cause_not_the_budget(budget: float) -> None:
     from airflow_provider_alation.delivery import Sender
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     sender = Sender(f"https://localhost:{port}/open_lineage_event/", lambda: "t", timeout=0.2, verify=False)
     outcome = sender.post(b"{}", budget)
     assert (outcome.kind, outcome.problem) == ("retry", "unreachable"), outcome

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import socket
 import time
 from typing import Any
 
@@ -12,6 +11,7 @@ from openlineage.client.event_v2 import RunState
 
 from airflow_provider_alation.testing.fake_alation import FakeAlation, Fault
 from airflow_provider_alation.transport import AlationConfig, AlationTransport
+from tests.support.network import free_port
 from tests.test_gate import make_event
 
 MAP = {"db:5432": "prod-db.example.com:5432"}
@@ -133,9 +133,7 @@ def test_hanging_server_bounded_by_time_budget(fake_alation, token) -> None:
 
 
 def test_connection_refused_bounded_by_time_budget(token) -> None:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     config = {
         "url": f"https://127.0.0.1:{port}",
         "token": token,

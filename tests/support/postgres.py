@@ -16,18 +16,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.support.network import free_port
+
 
 def _bin_dir() -> Path:
     candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=lambda p: int(p.split("/")[-2]))
     if not candidates:
         raise RuntimeError("PostgreSQL server binaries not found: apt-get install postgresql")
     return Path(candidates[-1])
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass
@@ -49,7 +45,7 @@ class PostgresServer:
         user = "postgres" if os.geteuid() == 0 else os.environ.get("USER", "postgres")
         if os.geteuid() == 0:
             shutil.chown(root, "postgres", "postgres")
-        server = cls(root=root, port=_free_port(), user=user, _bin=_bin_dir())
+        server = cls(root=root, port=free_port(), user=user, _bin=_bin_dir())
         server._run(
             str(server._bin / "initdb"),
             "-D",
