@@ -11,6 +11,11 @@ if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
     exit 1
   fi
 fi
+if [ ! -d ../shared/openlineage-spec ]; then
+  echo "The tests validate events against ../shared/openlineage-spec (the OpenLineage JSON Schemas):" \
+       "check out the shared folder beside this repository, as CI does." >&2
+  exit 1
+fi
 bash scripts/bootstrap.sh test
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
