@@ -78,17 +78,20 @@ def transport_status() -> tuple[bool, str]:
     return False, f"OpenLineage is not sending to Alation ({now}); set {TRANSPORT_LINE}"
 
 
-def _find_transport(transport: Any) -> Any:
-    """The AlationTransport instance in a built transport (also inside a composite), or None."""
+def alation_transports(transport: Any) -> list[Any]:
+    """Every AlationTransport instance in a built transport (also inside composites)."""
     from airflow_provider_alation.transport import AlationTransport
 
     if isinstance(transport, AlationTransport):
-        return transport
-    for child in getattr(transport, "transports", None) or ():
-        found = _find_transport(child)
-        if found is not None:
-            return found
-    return None
+        return [transport]
+    return [
+        found for child in getattr(transport, "transports", None) or () for found in alation_transports(child)
+    ]
+
+
+def _find_transport(transport: Any) -> Any:
+    """The first AlationTransport instance in a built transport, or None."""
+    return next(iter(alation_transports(transport)), None)
 
 
 def built_transport_status() -> tuple[bool, str, Any]:

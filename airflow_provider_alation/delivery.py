@@ -34,7 +34,9 @@ from airflow_provider_alation.tokens import BearerToken
 
 log = logging.getLogger(__name__)
 
-Kind = Literal["sent", "retry", "rejected"]
+#: ``skipped``: the gate dropped the event (``detail`` is the reason); ``too_large``: above
+#: ``max_event_bytes`` after trimming, not sent (dead-lettered); the rest are delivery verdicts.
+Kind = Literal["sent", "retry", "rejected", "skipped", "too_large"]
 #: Worth retrying: 408, 425, 429 and every 5xx (Alation's contract: back off on 429 and 5xx).
 TRANSIENT_STATUS = frozenset({408, 425, 429, *range(500, 600)})
 AUTH_STATUS = frozenset({401, 403})

@@ -1,4 +1,4 @@
-"""The gate: which events Alation turns into lineage, and which DAGs the user opted in.
+"""The gate: which events Alation turns into lineage, and which jobs the user opted in.
 
 Pure and cheap: it reads a handful of attributes of the event object the OpenLineage client hands
 to the transport (or of the same event as a dict) and never serialises it, so an event that is
@@ -6,27 +6,50 @@ dropped costs microseconds. It runs in two steps so that events dropped by the f
 the transport read its settings (the Airflow connection):
 
 1. :func:`lineage_reason` - a COMPLETE run event with at least one input and one output;
-2. :func:`dag_reason` - the DAG is opted in (tag, helper, ``dags.include``) and not excluded.
+2. :func:`selection_reason` - its job type is not skipped (``skip_job_types``), and it is opted in
+   (tag, helper, ``dags.include``) and not excluded (``dags.exclude``).
 
-Each returns ``None`` when the event passes, else a short reason used in logs and metrics.
+Selection by pattern: a pattern selects an event when it matches the job's own name, its parent
+job's name or its root job's name (the run's ``parent`` facet). For Airflow that means a dag_id
+pattern selects every event of the DAG: a task's job (``<dag_id>.<task_id>``) has the DAG as its
+parent, and the per-query jobs of SQL run through a hook (``<dag_id>.<task_id>.query.<n>``) have the
+task as parent and the DAG as root. Outside Airflow, ``dbt-run-<project>`` or a Spark application's
+name selects all of its jobs.
+
+Each returns ``None`` when the event passes, else a short reason used in logs, metrics and the
+transport's :class:`~airflow_provider_alation.delivery.Outcome`.
 """
 
 from __future__ import annotations
 
 import ast
+from collections.abc import Collection, Iterable
 from fnmatch import fnmatchcase
 from typing import Any
 
 from airflow_provider_alation.settings import DagSelection
 
-# Reasons (stable: they are metric tags and log words).
+# Reasons (stable: they are metric tags, log words and Outcome details).
 NOT_RUN_EVENT = "not_run_event"
+DATASET_EVENT = "dataset_event"
+JOB_EVENT = "job_event"
 NOT_COMPLETE = "not_complete"
 NO_INPUTS = "no_inputs"
 NO_OUTPUTS = "no_outputs"
 DAG_EVENT = "dag_event"
+JOB_TYPE_SKIPPED = "job_type_skipped"
 NOT_OPTED_IN = "dag_not_opted_in"
 EXCLUDED = "dag_excluded"
+
+#: Reasons of the first step, in the order they are checked.
+LINEAGE_REASONS = (NOT_RUN_EVENT, DATASET_EVENT, JOB_EVENT, NOT_COMPLETE, DAG_EVENT, NO_INPUTS, NO_OUTPUTS)
+#: Reasons of the second step (after the settings are read).
+SELECTION_REASONS = (JOB_TYPE_SKIPPED, EXCLUDED, NOT_OPTED_IN)
+
+# Bounds on what the gate reads of one event, so that a pathological event costs microseconds too.
+_MAX_NAME = 1000
+_MAX_TAGS = 200
+_MAX_TAGS_TEXT = 20_000
 
 
 def _get(obj: Any, name: str) -> Any:
@@ -44,14 +67,27 @@ def _state(event: Any) -> str | None:
     return str(getattr(state, "value", state)).upper()
 
 
+def job_type(event: Any) -> str:
+    """The job facet's ``jobType`` (``TASK``, ``QUERY``, ``DAG``, ``TEST``, ...), uppercased; "" if none."""
+    facets = _get(_get(event, "job"), "facets")
+    if not isinstance(facets, dict) and not hasattr(facets, "get"):
+        facets = {}
+    value = _get(_get(facets, "jobType"), "jobType")
+    return str(value).upper() if isinstance(value, str) else ""
+
+
 def lineage_reason(event: Any) -> str | None:
     """Why Alation would not make lineage of this event, or None when it would."""
-    if _get(event, "run") is None or _get(event, "job") is None:
+    run, job = _get(event, "run"), _get(event, "job")
+    if run is None:
+        if _get(event, "dataset") is not None:
+            return DATASET_EVENT
+        return JOB_EVENT if job is not None else NOT_RUN_EVENT
+    if job is None:
         return NOT_RUN_EVENT
     if _state(event) != "COMPLETE":
         return NOT_COMPLETE
-    job_type = _get(_get(_get(event, "job"), "facets") or {}, "jobType")
-    if str(_get(job_type, "jobType") or "").upper() == "DAG":
+    if job_type(event) == "DAG":
         return DAG_EVENT
     if not _get(event, "inputs"):
         return NO_INPUTS
@@ -60,51 +96,99 @@ def lineage_reason(event: Any) -> str | None:
     return None
 
 
+def _name(job: Any) -> str:
+    name = _get(job, "name")
+    return name[:_MAX_NAME] if isinstance(name, str) else ""
+
+
+def job_names(event: Any) -> tuple[str, ...]:
+    """The names a pattern is matched against: the job's, its parent's and its root's (no blanks)."""
+    parent = _get(_get(_get(event, "run"), "facets") or {}, "parent")
+    names = (_name(_get(event, "job")), _name(_get(parent, "job")), _name(_get(_get(parent, "root"), "job")))
+    return tuple(dict.fromkeys(n for n in names if n))
+
+
 def dag_id_of(event: Any) -> str:
-    """The Airflow dag_id of a task event; for events from outside Airflow, the job name."""
+    """The Airflow dag_id of a task or per-query event; for events from outside Airflow, the name of
+    the outermost job (root, else parent, else the job itself)."""
     run_facets = _get(_get(event, "run"), "facets") or {}
-    airflow = _get(run_facets, "airflow")
-    dag_id = _get(_get(airflow, "dag"), "dag_id")
-    if dag_id:
-        return str(dag_id)
-    parent_job = _get(_get(run_facets, "parent"), "job")
-    if parent_job is not None and _get(parent_job, "name"):
-        return str(_get(parent_job, "name"))
-    return str(_get(_get(event, "job"), "name") or "")
+    dag_id = _get(_get(_get(run_facets, "airflow"), "dag"), "dag_id")
+    if isinstance(dag_id, str) and dag_id:
+        return dag_id[:_MAX_NAME]
+    names = job_names(event)
+    return names[-1] if names else ""
 
 
 def tags_of(event: Any) -> set[str]:
     """DAG tags: the job's ``tags`` facet (Airflow puts DAG tags there), else the airflow facet."""
     tags: set[str] = set()
     for facets in (_get(_get(event, "job"), "facets"), _get(_get(event, "run"), "facets")):
-        for tag in _get(_get(facets or {}, "tags"), "tags") or ():
+        entries = _get(_get(facets or {}, "tags"), "tags")
+        if not isinstance(entries, (list, tuple)):
+            continue
+        for tag in entries[:_MAX_TAGS]:
             key, value = _get(tag, "key"), _get(tag, "value")
-            tags.add(str(key))
-            if value is not None and value != key:
-                tags.add(f"{key}:{value}")
+            if not isinstance(key, str):
+                continue
+            tags.add(key[:_MAX_NAME])
+            if isinstance(value, str) and value != key:
+                tags.add(f"{key}:{value}"[:_MAX_NAME])
     if not tags:
         raw = _get(_get(_get(_get(_get(event, "run"), "facets") or {}, "airflow"), "dag"), "tags")
         if isinstance(raw, str):  # the airflow facet stringifies the list: "['a', 'b']"
-            try:
-                raw = ast.literal_eval(raw)
-            except (ValueError, SyntaxError):
-                raw = []
+            raw = _literal_list(raw)
         if isinstance(raw, (list, tuple, set)):
-            tags.update(str(t) for t in raw)
+            tags.update(str(t)[:_MAX_NAME] for t in list(raw)[:_MAX_TAGS])
     return tags
 
 
+def _literal_list(text: str) -> Any:
+    if len(text) > _MAX_TAGS_TEXT:  # ast on megabytes of text would cost seconds
+        return []
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        return []
+
+
+def selection_reason(
+    event: Any,
+    dags: DagSelection,
+    opt_in_tag: str,
+    skip_job_types: Collection[str] = (),
+    context_tags: Iterable[str] = (),
+) -> str | None:
+    """Why this event is not sent although it carries lineage, or None when it is.
+
+    ``context_tags``: the tags of the DAG this event belongs to when the event does not carry them
+    itself (per-query events of SQL run through a hook), as the task's own process knows them.
+    """
+    if skip_job_types and job_type(event) in skip_job_types:
+        return JOB_TYPE_SKIPPED
+    tags = tags_of(event)
+    tags.update(context_tags)
+    return names_reason(job_names(event) or (dag_id_of(event),), tags, dags, opt_in_tag)
+
+
 def dag_reason(event: Any, dags: DagSelection, opt_in_tag: str) -> str | None:
-    """Why this event's DAG is not sent, or None when it is opted in and not excluded."""
-    return dag_selection_reason(dag_id_of(event), tags_of(event), dags, opt_in_tag)
+    """Why this event's DAG (or job) is not opted in or is excluded; None when it is sent."""
+    return selection_reason(event, dags, opt_in_tag)
+
+
+def names_reason(
+    names: Iterable[str], tags: Collection[str], dags: DagSelection, opt_in_tag: str
+) -> str | None:
+    """Why a job with these names (job, parent, root) and tags is not sent, or None when it is."""
+    names = tuple(names)
+    if any(fnmatchcase(name, pattern) for pattern in dags.exclude for name in names):
+        return EXCLUDED
+    if opt_in_tag in tags:
+        return None
+    if any(fnmatchcase(name, pattern) for pattern in dags.include for name in names):
+        return None
+    return NOT_OPTED_IN
 
 
 def dag_selection_reason(dag_id: str, tags: Any, dags: DagSelection, opt_in_tag: str) -> str | None:
     """Why the DAG ``dag_id`` with these tags is not sent, or None when it is opted in and not excluded."""
-    if any(fnmatchcase(dag_id, pattern) for pattern in dags.exclude):
-        return EXCLUDED
-    if opt_in_tag in tags:
-        return None
-    if any(fnmatchcase(dag_id, pattern) for pattern in dags.include):
-        return None
-    return NOT_OPTED_IN
+    return names_reason((dag_id,), set(tags), dags, opt_in_tag)

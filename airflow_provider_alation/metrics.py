@@ -9,6 +9,7 @@ Names, all under the ``alation.`` prefix:
 - ``alation.events.replayed``            - outbox events delivered later (drain or replay)
 - ``alation.events.dead_lettered``       - events Alation refused for good, moved to dead/
 - ``alation.events.invalid_settings``    - events not sent because the connection is invalid
+- ``alation.events.too_large``           - events above ``max_event_bytes`` after trimming (dead-lettered)
 - ``alation.outbox.dropped``             - oldest outbox events dropped because a cap was hit
 - ``alation.outbox.unavailable``         - events sent without the outbox (spool_dir unusable)
 - ``alation.send.duration``              - timer: seconds spent delivering one event

@@ -39,6 +39,7 @@ from airflow_provider_alation.namespaces import (
 DEFAULT_CONN_ID = "alation_default"
 DEFAULT_ENDPOINT = "open_lineage_event/"
 DEFAULT_OPT_IN_TAG = "alation"
+DEFAULT_SKIP_JOB_TYPES = ("TEST",)
 
 
 def _alation_home() -> str:
@@ -99,7 +100,16 @@ class AlationSettings(BaseModel):
         default=(),
         description="host:port values you added to data sources' 'Additional Datasource Connections' field",
     )
-    dags: DagSelection = Field(default_factory=DagSelection, description="dag_id glob patterns to send")
+    dags: DagSelection = Field(
+        default_factory=DagSelection,
+        description="Glob patterns matched against each event's job, parent job and root job name "
+        "(for Airflow: the dag_id)",
+    )
+    skip_job_types: tuple[str, ...] = Field(
+        default=DEFAULT_SKIP_JOB_TYPES,
+        description="Job types (the jobType facet) never sent: they move no data, so Alation would draw "
+        "lineage that does not exist (dbt data tests: TEST)",
+    )
     opt_in_tag: str = Field(default=DEFAULT_OPT_IN_TAG, description="A DAG carrying this tag is sent")
     discover_datasources: bool = Field(
         default=False, description="Read Alation's data sources to resolve namespaces automatically"
@@ -244,6 +254,24 @@ class AlationSettings(BaseModel):
                         f"entry {key!r}: {side!r} has an invalid port; use a port from 1 to 65535"
                     )
         return value
+
+    @field_validator("skip_job_types", mode="before")
+    @classmethod
+    def _job_types(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, (list, tuple)):
+            return value
+        types = []
+        for item in value:
+            if not isinstance(item, str) or not item.strip():
+                raise ValueError(
+                    f'{item!r} is not a job type; list jobType values such as ["TEST"] ([] sends every type)'
+                )
+            types.append(item.strip().upper())
+        if "DAG" in types:
+            types.remove("DAG")  # DAG events are always dropped; listing DAG is harmless
+        return tuple(dict.fromkeys(types))
 
     @field_validator("opt_in_tag")
     @classmethod

@@ -23,7 +23,7 @@ import attr
 from openlineage.client.serde import Serde
 from openlineage.client.transport.transport import Config, Transport
 
-from airflow_provider_alation import gate, metrics
+from airflow_provider_alation import gate, metrics, task_context
 from airflow_provider_alation.delivery import Outcome, Sender, sender_for
 from airflow_provider_alation.discovery import load_index
 from airflow_provider_alation.namespaces import parse_namespace, redact
@@ -132,20 +132,22 @@ class AlationTransport(Transport):
     def _emit(self, event: Any, started: float) -> Outcome | None:
         reason = gate.lineage_reason(event)
         if reason:
-            metrics.incr(f"events.skipped.{reason}")
-            log.debug("Alation lineage: event skipped (%s)", reason)
-            return None
+            return _skipped(event, reason)
 
         settings = self.settings()
         if settings is None:
             metrics.incr("events.invalid_settings")
             return None
 
-        reason = gate.dag_reason(event, settings.dags, settings.opt_in_tag)
+        reason = gate.selection_reason(
+            event,
+            settings.dags,
+            settings.opt_in_tag,
+            settings.skip_job_types,
+            task_context.tags_for(gate.job_names(event)),
+        )
         if reason:
-            metrics.incr(f"events.skipped.{reason}")
-            log.debug("Alation lineage: DAG %r skipped (%s)", gate.dag_id_of(event), reason)
-            return None
+            return _skipped(event, reason)
 
         # Serde.to_dict builds a new dict, which is shaped in place; a caller's dict is copied.
         owned = not isinstance(event, dict)
@@ -153,16 +155,19 @@ class AlationTransport(Transport):
         resolver = self._resolver_for(settings, started)
         shaped = shape_event(raw, resolver.resolve, settings.max_event_bytes, in_place=owned)
         self._report_resolutions(shaped.resolutions, resolver.index is not None)
+        body = shaped.body
+        job_name = shaped.event.get("job", {}).get("name")
         if shaped.trimmed:
             log.warning(
-                "Alation lineage: event of %s was above max_event_bytes=%d; removed %s (now %d bytes)",
-                shaped.event.get("job", {}).get("name"),
+                "Alation lineage: the event of %s was above max_event_bytes=%d; removed %s; now %d bytes%s",
+                job_name,
                 settings.max_event_bytes,
                 ", ".join(shaped.trimmed),
                 shaped.size,
+                "" if shaped.size <= settings.max_event_bytes else ", still above the cap",
             )
-        body = shaped.body
-        job_name = shaped.event.get("job", {}).get("name")
+        if shaped.size > settings.max_event_bytes:
+            return self._too_large(body, job_name, settings, shaped.trimmed)
 
         if settings.dry_run:
             log.info("Alation lineage (dry_run): would POST to %s: %s", settings.endpoint_url, body.decode())
@@ -187,6 +192,34 @@ class AlationTransport(Transport):
         if outcome.kind == "sent" and claim is not None and settings.drain_max_events:
             self._drain(outbox, sender, settings, started, outcome.elapsed)
         return outcome
+
+    def _too_large(
+        self, body: bytes, job_name: Any, settings: AlationSettings, trimmed: list[str]
+    ) -> Outcome:
+        """Not POSTed: even without its optional facets the event is above the cap. It goes to the
+        dead letters with the reason, where ``replay --dead`` sends it once the cap is raised."""
+        detail = (
+            f"{len(body)} bytes after removing {', '.join(trimmed) or 'nothing removable'}, above "
+            f"max_event_bytes={settings.max_event_bytes}"
+        )
+        metrics.incr("events.too_large")
+        where = "not kept (no outbox)"
+        if not settings.dry_run:
+            outbox = self._get_outbox(settings)
+            try:
+                claim = outbox.put(body)
+                outbox.settle(claim, "dead", {"problem": "too_large", "detail": detail, "job": str(job_name)})
+                where = f"moved to the dead letters in {settings.spool_dir}/dead"
+            except OSError as exc:
+                where = f"not kept: the outbox is not writable ({exc})"
+        log.error(
+            "Alation lineage: the event of %s is not sent: %s. It is %s; raise max_event_bytes and run "
+            "`airflow-alation replay --dead` to send it.",
+            job_name,
+            detail,
+            where,
+        )
+        return Outcome("too_large", None, detail)
 
     # -- outbox -----------------------------------------------------------------------------------
     def _get_outbox(self, settings: AlationSettings) -> LocalOutbox:
@@ -263,10 +296,22 @@ class AlationTransport(Transport):
                 summary.dead,
             )
 
+    def prepare(self) -> None:
+        """Read the settings now, in this process (the plugin calls it in the task process before
+        the OpenLineage provider forks the emitting child, which then inherits them)."""
+        self.settings()
+
     def settings(self) -> AlationSettings | None:
-        """The validated settings (cached for a minute); None, logged once, when they are invalid."""
+        """The validated settings (cached for a minute); None, logged once, when they are invalid.
+
+        A child forked off a task process to emit uses what the task process read (see
+        :mod:`~airflow_provider_alation.task_context`), however old: it never reads the connection.
+        """
         with self._lock:
-            if time.monotonic() - self._loaded_at > SETTINGS_TTL_SECONDS:
+            stale = time.monotonic() - self._loaded_at > SETTINGS_TTL_SECONDS
+            if stale and task_context.in_forked_emitter() and self._loaded_at > float("-inf"):
+                stale = False
+            if stale:
                 try:
                     settings = self.read_settings()
                 except SettingsError as exc:
@@ -473,6 +518,12 @@ class AlationTransport(Transport):
                 outcome.detail,
                 kept,
             )
+
+
+def _skipped(event: Any, reason: str) -> Outcome:
+    metrics.incr(f"events.skipped.{reason}")
+    log.debug("Alation lineage: event of %r skipped (%s)", gate.dag_id_of(event), reason)
+    return Outcome("skipped", None, reason)
 
 
 def _mask(secret: str) -> None:

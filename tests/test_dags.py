@@ -6,6 +6,7 @@ contract and records what it receives."""
 from __future__ import annotations
 
 import json
+import re
 import tempfile
 
 import pytest
@@ -221,3 +222,47 @@ def test_outbox_replay_dag_fails_loudly_on_a_rejected_token(
     from airflow_provider_alation.outbox import LocalOutbox
 
     assert LocalOutbox(spool).counts()["pending"] == 2  # still there for the next run
+
+
+@pytest.mark.postgres
+def test_dags_test_with_a_connection_from_the_metadata_database_delivers_hook_lineage(
+    airflow_home: AirflowHome, postgres, fake_alation, token, tmp_path
+) -> None:
+    """The README's step 2 creates the connection in the UI (the metadata database). The provider
+    forks an emitter per event; under ``airflow dags test`` a connection read from that child is
+    never answered and the child is killed after 10 s. The task process reads it instead."""
+    postgres.create_database("hooks")
+    conn_id = "alation_from_ui"
+    extra = json.dumps({"verify": str(fake_alation.cert_path), "spool_dir": str(tmp_path / "spool")})
+    added = airflow_home.run(
+        "connections", "add", conn_id, "--conn-type", "alation", "--conn-host", fake_alation.url,
+        "--conn-password", token, "--conn-extra", extra, env={},
+    )  # fmt: skip
+    assert added.returncode == 0, added.stderr
+    try:
+        env = {
+            "AIRFLOW__OPENLINEAGE__TRANSPORT": json.dumps(
+                {"type": "airflow_provider_alation.transport.AlationTransport", "conn_id": conn_id}
+            ),
+            "AIRFLOW_CONN_HOOK_LINEAGE_PG": postgres.conn_uri("hooks"),
+        }
+        result = airflow_home.dags_test("hook_lineage", env)
+    finally:
+        airflow_home.run("connections", "delete", conn_id, env={})
+    output = result.stdout + result.stderr
+    assert_clean_run(result, "hook_lineage", token)
+    assert "expired and will be terminated" not in output, output[-3000:]
+    # Both statements' lineage, each once, as its own job; never a merged a -> c. (Under dags test
+    # the hook-lineage collector is not reset between tasks, so the query numbers go on from
+    # create_tables' statements: an Airflow artifact; their DDL events have no input and are dropped.)
+    events = sorted(fake_alation.events, key=lambda e: int(e["job"]["name"].rsplit(".", 1)[1]))
+    assert [re.sub(r"\d+$", "<n>", e["job"]["name"]) for e in events] == ["hook_lineage.load.query.<n>"] * 2
+    assert [(names(e["inputs"]), names(e["outputs"])) for e in events] == [
+        (["hooks.public.a"], ["hooks.public.b"]),
+        (["hooks.public.b"], ["hooks.public.c"]),
+    ]
+    for event in fake_alation.events:
+        parent = event["run"]["facets"]["parent"]
+        assert parent["job"]["name"] == "hook_lineage.load"
+        assert parent["root"]["job"]["name"] == "hook_lineage"
+    assert [r.status for r in fake_alation.requests] == [200, 200]

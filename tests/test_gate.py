@@ -94,3 +94,105 @@ def test_dag_id_from_airflow_facet_then_job_name() -> None:
     assert gate.dag_id_of(event) == "etl"
     assert gate.tags_of(event) == {"alation", "x"}
     assert gate.dag_id_of({"job": {"name": "plain_job"}, "run": {}}) == "plain_job"
+
+
+def _child(job: str = "etl.load.query.1", parent: str = "etl.load", root: str | None = "etl") -> dict:
+    """A per-query event as the OpenLineage provider emits for SQL run through a hook: no tags,
+    no airflow facet; the task is the parent, the DAG the root."""
+    meta = {"_producer": "https://example.com/producer", "_schemaURL": "https://example.com/facet"}
+    facet: dict[str, Any] = {
+        **meta,
+        "run": {"runId": RUN_ID},
+        "job": {"namespace": "default", "name": parent},
+    }
+    if root is not None:
+        facet["root"] = {"run": {"runId": RUN_ID}, "job": {"namespace": "default", "name": root}}
+    return {
+        "eventType": "COMPLETE",
+        "eventTime": "2024-01-01T00:00:00+00:00",
+        "producer": "https://example.com/producer",
+        "schemaURL": "https://openlineage.io/spec/2-0-2/OpenLineage.json#/$defs/RunEvent",
+        "run": {"runId": RUN_ID, "facets": {"parent": facet}},
+        "job": {
+            "namespace": "default",
+            "name": job,
+            "facets": {
+                "jobType": {**meta, "jobType": "QUERY", "integration": "AIRFLOW", "processingType": "BATCH"}
+            },
+        },
+        "inputs": [{"namespace": "postgres://db:5432", "name": "db.s.a"}],
+        "outputs": [{"namespace": "postgres://db:5432", "name": "db.s.b"}],
+    }
+
+
+@pytest.mark.parametrize(
+    ("include", "exclude", "expected"),
+    [
+        (("etl",), (), None),  # the DAG is the root
+        (("etl.load",), (), None),  # the task is the parent
+        (("etl.load.query.*",), (), None),  # the job itself
+        (("other",), (), gate.NOT_OPTED_IN),
+        (("*",), ("etl",), gate.EXCLUDED),  # excluding the DAG excludes its per-query jobs
+        (("*",), ("etl.load",), gate.EXCLUDED),
+        (("etl",), ("*.query.2",), None),
+    ],
+)
+def test_patterns_match_the_job_its_parent_and_its_root(include, exclude, expected) -> None:
+    selection = DagSelection(include=include, exclude=exclude)
+    assert gate.selection_reason(_child(), selection, "alation") == expected
+
+
+def test_outside_airflow_a_parent_name_selects_all_its_jobs() -> None:
+    dbt_model = _child(job="jaffle.model.orders", parent="dbt-run-jaffle", root=None)
+    assert gate.selection_reason(dbt_model, DagSelection(include=("dbt-run-*",)), "alation") is None
+    assert gate.selection_reason(dbt_model, DagSelection(exclude=("dbt-run-jaffle",)), "x") == gate.EXCLUDED
+    assert gate.dag_id_of(dbt_model) == "dbt-run-jaffle"
+
+
+def test_untagged_child_is_opted_in_by_its_dags_tags_from_the_task_context() -> None:
+    none = DagSelection()
+    assert gate.selection_reason(_child(), none, "alation") == gate.NOT_OPTED_IN
+    assert gate.selection_reason(_child(), none, "alation", context_tags={"alation"}) is None
+    # exclude still wins
+    assert gate.selection_reason(_child(), DagSelection(exclude=("etl",)), "alation", (), {"alation"}) == (
+        gate.EXCLUDED
+    )
+
+
+@pytest.mark.parametrize(
+    ("job_type", "skip", "expected"),
+    [
+        ("TEST", ("TEST",), gate.JOB_TYPE_SKIPPED),
+        ("test", ("TEST",), gate.JOB_TYPE_SKIPPED),
+        ("MODEL", ("TEST",), None),
+        ("TEST", (), None),
+    ],
+)
+def test_job_types_skipped(job_type, skip, expected) -> None:
+    event = _child()
+    event["job"]["facets"]["jobType"]["jobType"] = job_type
+    assert gate.selection_reason(event, DagSelection(include=("*",)), "alation", skip) == expected
+
+
+@pytest.mark.parametrize(
+    ("event", "reason"),
+    [
+        ({"eventTime": "t", "dataset": {"namespace": "n", "name": "d"}}, gate.DATASET_EVENT),
+        ({"eventTime": "t", "job": {"namespace": "n", "name": "j"}}, gate.JOB_EVENT),
+        ({"eventTime": "t"}, gate.NOT_RUN_EVENT),
+        ({"eventType": "COMPLETE", "run": {"runId": RUN_ID}}, gate.NOT_RUN_EVENT),
+    ],
+)
+def test_static_lineage_is_dropped_with_its_own_reason(event, reason) -> None:
+    assert gate.lineage_reason(event) == reason
+
+
+def test_pathological_tags_cost_little() -> None:
+    event = {
+        "job": {"name": "j"},
+        "run": {"facets": {"airflow": {"dag": {"tags": "[" + "'a'," * 2_000_000}}}},
+    }
+    assert gate.tags_of(event) == set()  # too long to parse: not read, never an error
+    weird = {"job": {"facets": {"tags": {"tags": "x"}, "jobType": ["TEST"]}}, "run": {"facets": []}}
+    assert gate.tags_of(weird) == set()
+    assert gate.job_type(weird) == ""

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from openlineage.client.event_v2 import RunState
 
+from airflow_provider_alation import gate
 from airflow_provider_alation.testing.fake_alation import FakeAlation, Fault
 from airflow_provider_alation.transport import AlationConfig, AlationTransport
 from tests.support.network import free_port
@@ -65,18 +66,22 @@ def test_complete_event_sent_once_with_bearer_and_rewritten(fake_alation, token,
 def test_dropped_events_send_nothing_and_read_no_settings(fake_alation, token, alation_logs, event) -> None:
     # The url is invalid: had the transport read its settings, it would log an error.
     broken = transport(fake_alation, token, url="not a url")
-    assert broken.emit(event) is None
+    outcome = broken.emit(event)
+    assert (outcome.kind, outcome.detail) == ("skipped", gate.lineage_reason(event))
     assert fake_alation.requests == []
     assert not [r for r in alation_logs.records if r.levelno >= logging.WARNING]
 
 
 def test_dag_not_opted_in_sends_nothing(fake_alation, token) -> None:
     t = transport(fake_alation, token)
-    assert t.emit(make_event(tags=())) is None
-    assert t.emit(make_event(tags=("other",))) is None
+    assert t.emit(make_event(tags=())).detail == gate.NOT_OPTED_IN
+    assert t.emit(make_event(tags=("other",))).detail == gate.NOT_OPTED_IN
     assert fake_alation.requests == []
     assert transport(fake_alation, token, dags={"include": ["my_*"]}).emit(make_event(tags=())).kind == "sent"
-    assert transport(fake_alation, token, dags={"exclude": ["my_dag"]}).emit(make_event()) is None
+    assert (
+        transport(fake_alation, token, dags={"exclude": ["my_dag"]}).emit(make_event()).detail
+        == gate.EXCLUDED
+    )
     assert len(fake_alation.events) == 1
 
 
@@ -189,3 +194,76 @@ def test_repr_hides_token(fake_alation, token) -> None:
     t = transport(fake_alation, token)
     t.emit(make_event())
     assert token not in repr(t) and token not in str(t) and token not in repr(t.config)
+
+
+def test_an_event_above_the_cap_after_trimming_is_dead_lettered_not_posted(
+    fake_alation, token, alation_logs, tmp_path
+) -> None:
+    from airflow_provider_alation.outbox import LocalOutbox
+
+    spool = tmp_path / "spool"
+    event = make_event(inputs=60, outputs=60)  # 120 datasets: about 6 KB that no trim can remove
+    outcome = transport(fake_alation, token, max_event_bytes=2048, spool_dir=str(spool)).emit(event)
+    assert outcome.kind == "too_large" and "above max_event_bytes=2048" in outcome.detail
+    assert fake_alation.requests == []
+    (dead,) = LocalOutbox(str(spool)).list("dead")
+    assert dead.reason["problem"] == "too_large" and dead.reason["job"] == "my_dag.my_task"
+    (error,) = [r for r in alation_logs.records if r.levelno == logging.ERROR]
+    assert "is not sent" in error.getMessage() and "replay --dead" in error.getMessage()
+
+
+def test_per_query_event_opted_in_by_the_tag_the_task_process_recorded(fake_alation, token) -> None:
+    from airflow_provider_alation import task_context
+    from tests.test_gate import _child
+
+    t = transport(fake_alation, token, namespace_map={})
+    try:
+        assert t.emit(_child()).detail == gate.NOT_OPTED_IN  # no tags on the event itself
+        task_context.set_current("etl", "load", ["alation"])
+        assert t.emit(_child()).kind == "sent"
+        task_context.set_current("other_dag", "load", ["alation"])  # another DAG's tags do not count
+        assert t.emit(_child()).detail == gate.NOT_OPTED_IN
+    finally:
+        task_context.clear()
+    assert [e["job"]["name"] for e in fake_alation.events] == ["etl.load.query.1"]
+
+
+def test_a_forked_emitter_uses_the_settings_the_task_process_read(
+    fake_alation, token, monkeypatch, tmp_path
+) -> None:
+    """The child never reads the connection (under ``airflow dags test`` that read is never
+    answered), however old the parent's copy: here the connection is gone by the time it emits."""
+    import json
+    import os
+
+    from airflow_provider_alation import task_context
+    from airflow_provider_alation import transport as transport_module
+    from tests.support.airflow_home import connection_json
+
+    monkeypatch.setattr(transport_module, "SETTINGS_TTL_SECONDS", 0.0)  # any later call would re-read
+    extra = {"verify": str(fake_alation.cert_path), "spool_dir": str(tmp_path / "spool")}
+    monkeypatch.setenv("AIRFLOW_CONN_ALATION_DEFAULT", connection_json(fake_alation.url, token, extra))
+    t = AlationTransport(AlationConfig.from_dict({}))
+    task_context.set_current("my_dag", "my_task", ["alation"])
+    try:
+        t.prepare()  # in the task process, before the fork
+        monkeypatch.delenv("AIRFLOW_CONN_ALATION_DEFAULT")
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the emitting child
+            code = 1
+            try:
+                outcome = t.emit(make_event())
+                os.write(write, json.dumps(outcome.kind if outcome else None).encode())
+                code = 0
+            finally:
+                os._exit(code)
+        os.close(write)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert json.loads(os.read(read, 100)) == "sent"
+        # In the task process itself a stale copy is re-read: the connection is gone now.
+        assert t.emit(make_event()) is None
+    finally:
+        task_context.clear()
+    assert len(fake_alation.events) == 1
