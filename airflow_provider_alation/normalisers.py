@@ -12,7 +12,8 @@ from dataclasses import dataclass
 
 from airflow_provider_alation.namespaces import Namespace
 
-#: Schemes whose namespaces name a bucket, a file system or a project, not a database host:
+#: Schemes whose namespaces name a bucket, a file system, a project, a stream or a database file
+#: (DuckDB, SQLite: ``duckdb://duckdb.db`` names a file, not a host), not a database server:
 #: Alation links datasets to data sources by a database's host:port, so these can never resolve.
 NO_HOST_SCHEMES = frozenset(
     {
@@ -33,6 +34,8 @@ NO_HOST_SCHEMES = frozenset(
         "arn:aws:glue",
         "kafka",
         "pubsub",
+        "duckdb",
+        "sqlite",
     }
 )
 

@@ -72,6 +72,12 @@ def _emitted_scheme(original: str) -> str:
     return text.partition("://")[0].lower()
 
 
+def _kind(parsed: Namespace) -> str:
+    """``a bigquery namespace``; for schemes that are not one word (``file:/tmp/x``), ``this namespace``."""
+    scheme = parsed.scheme
+    return f"a {scheme} namespace" if scheme.replace("+", "").isalnum() else "this namespace"
+
+
 def _spell(scheme: str, host: str, port: int | None, rest: str) -> str:
     return f"{scheme}://{host}:{port}{rest}" if port else f"{scheme}://{host}{rest}"
 
@@ -158,8 +164,8 @@ class NamespaceResolver:
                 namespace,
                 namespace,
                 "not_applicable",
-                f"{parsed.scheme} namespaces name no database host:port; Alation cannot link them to a "
-                "data source, so they are sent as emitted",
+                f"{_kind(parsed)} names no database host:port (a path, bucket, project or stream); "
+                "Alation cannot link it to a data source, so it is sent as emitted",
             )
 
         ruled = self.rules.apply(parsed)

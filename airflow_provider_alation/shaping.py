@@ -1,15 +1,26 @@
 """Event shaping: rewrite namespaces everywhere they occur, drop what Alation never reads, cap size.
 
-Pure: works on the event as a plain dict (``Serde.to_dict``) and returns a new dict. The job,
-the run ids, the datasets and the facets Alation shows (``airflow``, ``processing_engine``,
-``jobType``, ``nominalTime``, ``parent``, ...) are always kept.
+Pure: works on the event as a plain dict (``Serde.to_dict``) and returns a new dict. The job, the
+run id and the datasets are never removed. Above ``max_event_bytes`` facets go in tiers:
+
+1. facets known to be heavy and never read by a catalog (Spark logical plans, unknown-source,
+   debug, environment and property facets, source code, extraction errors);
+2. every other facet a catalog does not show (custom facets, documentation, data quality, the
+   Airflow facet's operator details), largest first;
+3. last, the facets Alation shows, in this order: ``columnLineage``, ``sql``, ``schema``,
+   ``symlinks``, ``dataSource``, then ``airflow``, ``processing_engine``, ``nominalTime``,
+   ``parent``, ``jobType``.
+
+An event still above the cap with all of them gone is reported as such (:attr:`Shaped.size`); the
+transport then does not POST it. Odd structures (a facet that is a string or a list, ``symlinks``
+that is not an object) are passed over, never an error.
 """
 
 from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,18 +29,39 @@ from airflow_provider_alation.resolution import Resolution
 #: Facets that carry nothing Alation reads and can be large: removed from every event.
 DROPPED_RUN_FACETS = frozenset({"unknownSourceAttribute", "debug", "airflow_debug"})
 
-#: Optional facets removed, in this order, while an event is above ``max_event_bytes``.
-TRIM_ORDER: tuple[tuple[str, str], ...] = (
-    ("job", "sourceCode"),
-    ("run", "extractionError"),
+#: Tier 1: heavy facets no catalog reads, by where they sit.
+NEVER_READ = {
+    "run": frozenset(
+        {
+            "spark.logicalPlan",
+            "spark_unknown",
+            "unknownSourceAttribute",
+            "debug",
+            "airflow_debug",
+            "environment-properties",
+            "spark_properties",
+            "extractionError",
+            "errorMessage",
+        }
+    ),
+    "job": frozenset({"sourceCode", "sourceCodeLocation"}),
+    "dataset": frozenset(),
+}
+
+#: Tier 3: the facets a catalog shows, removed last and in this order.
+SHOWN_LAST: tuple[tuple[str, str], ...] = (
     ("dataset", "columnLineage"),
-    ("dataset", "schema"),
     ("job", "sql"),
-    ("run", "errorMessage"),
-    ("job", "documentation"),
-    ("dataset", "*"),
-    ("run", "airflow.task"),
+    ("dataset", "schema"),
+    ("dataset", "symlinks"),
+    ("dataset", "dataSource"),
+    ("run", "airflow"),
+    ("run", "processing_engine"),
+    ("run", "nominalTime"),
+    ("run", "parent"),
+    ("job", "jobType"),
 )
+_SHOWN_RANK = {item: rank for rank, item in enumerate(SHOWN_LAST)}
 
 Resolve = Callable[[str], Resolution]
 
@@ -38,6 +70,7 @@ Resolve = Callable[[str], Resolution]
 class Shaped:
     event: dict[str, Any]
     resolutions: list[Resolution] = field(default_factory=list)
+    #: What the size cap removed, in order (``run.spark.logicalPlan``, ``dataset.schema``, ...).
     trimmed: list[str] = field(default_factory=list)
     #: The event as sent: compact UTF-8 JSON, serialised once (the size check needs it anyway).
     body: bytes = b""
@@ -47,22 +80,38 @@ class Shaped:
         return len(self.body)
 
 
+def _dicts(items: Any) -> Iterator[dict[str, Any]]:
+    if isinstance(items, list):
+        yield from (item for item in items if isinstance(item, dict))
+
+
 def _datasets(event: dict[str, Any]) -> Iterable[dict[str, Any]]:
     for key in ("inputs", "outputs"):
-        yield from event.get(key) or ()
+        yield from _dicts(event.get(key))
+
+
+def _facets(owner: Any, key: str = "facets") -> dict[str, Any]:
+    facets = owner.get(key) if isinstance(owner, dict) else None
+    return facets if isinstance(facets, dict) else {}
 
 
 class _Rewriter:
     def __init__(self, resolve: Resolve) -> None:
         self._resolve = resolve
         self.seen: dict[str, Resolution] = {}
+        #: Namespaces seen as a dataset's own (or a column's input): the others are symlinks' only.
+        self.of_datasets: set[str] = set()
 
-    def __call__(self, namespace: Any) -> Any:
+    def __call__(self, namespace: Any, symlink: bool = False) -> Any:
         if not isinstance(namespace, str) or not namespace:
             return namespace
+        if not symlink:
+            self.of_datasets.add(namespace)
         hit = self.seen.get(namespace)
         if hit is None:
             hit = self.seen[namespace] = self._resolve(namespace)
+        if symlink and namespace not in self.of_datasets and not _rule_applied(hit):
+            return namespace  # a metastore's or catalog's namespace: left as emitted
         return hit.namespace
 
     def rewrite_uri(self, uri: Any) -> Any:
@@ -74,59 +123,131 @@ class _Rewriter:
         new = self(f"{scheme}://{authority}")
         return f"{new}{slash}{path}" if new != f"{scheme}://{authority}" else uri
 
+    def resolutions(self) -> list[Resolution]:
+        """What each namespace became; a namespace met only in symlinks that no rule or data source
+        places is reported as not applicable (no data source fix can help it)."""
+        out = []
+        for namespace, hit in self.seen.items():
+            if namespace not in self.of_datasets and not _rule_applied(hit) and hit.rule != "not_applicable":
+                hit = Resolution(
+                    namespace,
+                    namespace,
+                    "not_applicable",
+                    "named only in a symlink (a metastore or catalog, such as Hive's or Glue's); Alation "
+                    "links a dataset by its own namespace, so this one is sent as emitted",
+                )
+            out.append(hit)
+        return out
 
-def rewrite_namespaces(event: dict[str, Any], resolve: Resolve) -> list[Resolution]:
-    """Rewrite, in place, every dataset namespace in ``event`` (datasets and the facets repeating it)."""
-    rewrite = _Rewriter(resolve)
-    for dataset in _datasets(event):
+
+def _rule_applied(resolution: Resolution) -> bool:
+    """A user rule or a discovered data source placed it (not just the canonical spelling)."""
+    return resolution.matched or resolution.rule not in ("unchanged", "normaliser", "not_applicable")
+
+
+def _rewrite(rewrite: _Rewriter, event: dict[str, Any]) -> None:
+    datasets = list(_datasets(event))
+    for dataset in datasets:  # datasets' own namespaces first: they decide for the symlinks
         dataset["namespace"] = rewrite(dataset.get("namespace"))
-        facets = dataset.get("facets") or {}
-        for identifier in (facets.get("symlinks") or {}).get("identifiers") or ():
-            identifier["namespace"] = rewrite(identifier.get("namespace"))
+    for dataset in datasets:
+        facets = _facets(dataset)
+        for column in _dicts(list(_facets(_facets(facets, "columnLineage"), "fields").values())):
+            for input_field in _dicts(column.get("inputFields")):
+                input_field["namespace"] = rewrite(input_field.get("namespace"))
+        column_lineage = facets.get("columnLineage")
+        for input_field in _dicts(
+            column_lineage.get("dataset") if isinstance(column_lineage, dict) else None
+        ):
+            input_field["namespace"] = rewrite(input_field.get("namespace"))
         source = facets.get("dataSource")
         if isinstance(source, dict):
             if isinstance(source.get("name"), str) and "://" in source["name"]:
                 source["name"] = rewrite(source["name"])
             source["uri"] = rewrite.rewrite_uri(source.get("uri"))
-        column_lineage = facets.get("columnLineage") or {}
-        for column in (column_lineage.get("fields") or {}).values():
-            for input_field in column.get("inputFields") or ():
-                input_field["namespace"] = rewrite(input_field.get("namespace"))
-        for input_field in column_lineage.get("dataset") or ():
-            input_field["namespace"] = rewrite(input_field.get("namespace"))
-    return list(rewrite.seen.values())
+        symlinks = facets.get("symlinks")
+        for identifier in _dicts(symlinks.get("identifiers") if isinstance(symlinks, dict) else None):
+            identifier["namespace"] = rewrite(identifier.get("namespace"), symlink=True)
+
+
+def rewrite_namespaces(event: dict[str, Any], resolve: Resolve) -> list[Resolution]:
+    """Rewrite, in place, every dataset namespace in ``event`` (datasets and the facets repeating it)."""
+    rewrite = _Rewriter(resolve)
+    _rewrite(rewrite, event)
+    return rewrite.resolutions()
 
 
 def encode(event: dict[str, Any]) -> bytes:
     return json.dumps(event, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
-def _remove(event: dict[str, Any], where: str, name: str) -> bool:
-    removed = False
-    if where == "dataset":
-        for dataset in _datasets(event):
-            facets = dataset.get("facets") or {}
-            for key in list(facets) if name == "*" else [name]:
-                if key in facets:
-                    del facets[key]
-                    removed = True
-            for key in ("inputFacets", "outputFacets"):
-                if name == "*" and dataset.get(key):
-                    dataset[key] = {}
-                    removed = True
-        return removed
-    facets = (event.get(where) or {}).get("facets") or {}
-    head, _, sub = name.partition(".")
-    if sub:
-        inner = facets.get(head)
-        if isinstance(inner, dict) and sub in inner:
-            del inner[sub]
-            return True
-        return False
-    if head in facets:
-        del facets[head]
-        return True
-    return False
+def _size(name: str, value: Any) -> int:
+    """Bytes that removing ``"name": value,`` from a compact JSON object saves."""
+    return len(encode({name: value})) - 1
+
+
+@dataclass
+class _Candidate:
+    label: str
+    tier: int
+    rank: float
+    size: int
+    holders: list[tuple[dict[str, Any], str]]
+
+    def remove(self) -> None:
+        for holder, name in self.holders:
+            holder.pop(name, None)
+
+
+def _tier(where: str, name: str) -> tuple[int, float]:
+    shown = _SHOWN_RANK.get((where, name))
+    if shown is not None:
+        return 3, shown
+    return (1, 0) if name in NEVER_READ[where] else (2, 0)
+
+
+def _candidates(event: dict[str, Any]) -> list[_Candidate]:
+    """Every removable facet (a dataset facet once for all datasets), in the order they go."""
+    found: dict[str, _Candidate] = {}
+
+    def add(label: str, tier: tuple[int, float], holder: dict[str, Any], name: str) -> None:
+        candidate = found.get(label)
+        if candidate is None:
+            candidate = found[label] = _Candidate(label, tier[0], tier[1], 0, [])
+        candidate.size += _size(name, holder[name])
+        candidate.holders.append((holder, name))
+
+    for where in ("run", "job"):
+        facets = _facets(event.get(where))
+        for name in list(facets):
+            airflow = facets[name]
+            if where == "run" and name == "airflow" and isinstance(airflow, dict) and "task" in airflow:
+                add("run.airflow.task", (2, 0), airflow, "task")  # operator details, before the rest
+            add(f"{where}.{name}", _tier(where, name), facets, name)
+    for dataset in _datasets(event):
+        facets = _facets(dataset)
+        for name in list(facets):
+            add(f"dataset.{name}", _tier("dataset", name), facets, name)
+        for key in ("inputFacets", "outputFacets"):
+            extra = _facets(dataset, key)
+            for name in list(extra):
+                add(f"dataset.{key}.{name}", (2, 0), extra, name)
+    return sorted(found.values(), key=lambda c: (c.tier, c.rank, -c.size, c.label))
+
+
+def _trim(event: dict[str, Any], body: bytes, max_event_bytes: int) -> tuple[bytes, list[str]]:
+    trimmed: list[str] = []
+    size = len(body)
+    pending = _candidates(event)
+    while size > max_event_bytes and pending:
+        # Remove by estimated size (one serialisation of each facet), then measure once.
+        while size > max_event_bytes and pending:
+            candidate = pending.pop(0)
+            candidate.remove()
+            trimmed.append(candidate.label)
+            size -= candidate.size
+        body = encode(event)
+        size = len(body)
+    return body, trimmed
 
 
 def shape_event(
@@ -138,16 +259,12 @@ def shape_event(
     ``Serde.to_dict`` does, so nothing else sees it change and the deep copy can be saved).
     """
     shaped = event if in_place else copy.deepcopy(event)
-    run_facets = (shaped.get("run") or {}).get("facets") or {}
+    run_facets = _facets(shaped.get("run"))
     for name in DROPPED_RUN_FACETS.intersection(run_facets):
         del run_facets[name]
     resolutions = rewrite_namespaces(shaped, resolve)
     body = encode(shaped)
     trimmed: list[str] = []
-    for where, name in TRIM_ORDER:
-        if len(body) <= max_event_bytes:
-            break
-        if _remove(shaped, where, name):
-            trimmed.append(f"{where}.{name}")
-            body = encode(shaped)
+    if len(body) > max_event_bytes:
+        body, trimmed = _trim(shaped, body, max_event_bytes)
     return Shaped(event=shaped, resolutions=resolutions, trimmed=trimmed, body=body)

@@ -168,3 +168,91 @@ def test_emitting_an_event_object_leaves_it_unchanged(tmp_path) -> None:
     )
     transport.emit(run_event)
     assert Serde.to_json(run_event) == before
+
+
+def _facet(size: int) -> dict[str, Any]:
+    return {"_producer": "p", "_schemaURL": "u", "payload": "x" * size}
+
+
+def test_the_cap_removes_unread_heavy_facets_before_anything_a_catalog_shows() -> None:
+    """A 12 KB Spark logical plan, source code and a custom facet go; schema, column lineage,
+    symlinks and dataSource stay."""
+    big = event()
+    big["run"]["facets"]["spark.logicalPlan"] = _facet(12_000)
+    big["run"]["facets"]["my_company_custom"] = _facet(3_000)
+    schema = {
+        "_producer": "p",
+        "_schemaURL": "u",
+        "fields": [{"name": f"c{i}", "type": "int"} for i in range(50)],
+    }
+    big["inputs"][0]["facets"]["schema"] = schema
+    shown_only = event()
+    del shown_only["job"]["facets"]["sourceCode"]
+    shown_only["inputs"][0]["facets"]["schema"] = schema
+    cap = len(shape_event(shown_only, resolver(), 10**9).body) + 10
+    shaped = shape_event(big, resolver(), cap)
+    assert shaped.trimmed == ["run.spark.logicalPlan", "job.sourceCode", "run.my_company_custom"]
+    assert {"schema", "symlinks", "dataSource"} <= set(shaped.event["inputs"][0]["facets"])
+    assert "columnLineage" in shaped.event["outputs"][0]["facets"]
+    assert shaped.size <= cap
+
+
+def test_the_shown_facets_go_last_in_their_documented_order() -> None:
+    shaped = shape_event(event(), resolver(), 500)
+    assert shaped.trimmed == [
+        "job.sourceCode",
+        "dataset.columnLineage",
+        "dataset.symlinks",
+        "dataset.dataSource",
+        "run.processing_engine",
+        "job.jobType",
+    ]
+    # never the datasets, the job or the run id
+    assert shaped.event["inputs"][0]["name"] == "sales.public.orders"
+    assert shaped.event["job"]["name"] == "dag.task" and shaped.event["run"]["runId"]
+
+
+def test_an_event_above_the_cap_with_nothing_left_to_remove_says_so() -> None:
+    huge = event()
+    huge["inputs"] = [{"namespace": NS, "name": f"sales.public.t{i}"} for i in range(200)]
+    shaped = shape_event(huge, resolver(), 2048)
+    assert shaped.size > 2048  # the transport dead-letters it instead of posting it
+    assert len(shaped.event["inputs"]) == 200
+
+
+def test_a_symlinks_own_namespace_is_not_applicable_and_left_as_emitted() -> None:
+    """Spark on Hive: the dataset is an hdfs path; its table is named in a Hive metastore symlink,
+    whose host:port no Alation data source has. No 'Additional Datasource Connections' advice."""
+    spark = event()
+    spark["inputs"][0]["namespace"] = "hdfs://cluster-m"
+    spark["inputs"][0]["facets"]["symlinks"]["identifiers"] = [
+        {"namespace": "hive://cluster-m:9083", "name": "default.orders", "type": "TABLE"}
+    ]
+    shaped = shape_event(spark, resolver(), 1_048_576)
+    identifier = shaped.event["inputs"][0]["facets"]["symlinks"]["identifiers"][0]
+    assert identifier["namespace"] == "hive://cluster-m:9083"
+    by_namespace = {r.original: r for r in shaped.resolutions}
+    assert by_namespace["hive://cluster-m:9083"].rule == "not_applicable"
+    assert by_namespace["hive://cluster-m:9083"].fix == ""
+    assert by_namespace["hdfs://cluster-m"].rule == "not_applicable"
+    # a symlink naming the dataset's own (mapped) namespace is rewritten with it
+    assert shaped.event["outputs"][0]["namespace"] == TARGET
+
+
+def test_file_like_namespaces_are_not_applicable() -> None:
+    resolve = resolver()
+    for namespace in ("duckdb://duckdb.db", "duckdb:///database/jaffle_shop.duckdb", "sqlite:///tmp/x.db"):
+        assert resolve(namespace).rule == "not_applicable", namespace
+        assert resolve(namespace).fix == ""
+
+
+def test_odd_structures_are_passed_over_not_an_error() -> None:
+    odd = event()
+    odd["inputs"][0]["facets"]["symlinks"] = "x"
+    odd["inputs"][0]["facets"]["columnLineage"] = ["not", "an", "object"]
+    odd["run"]["facets"]["weird"] = "a string facet"
+    odd["job"]["facets"] = ["a", "list"]
+    odd["outputs"] = [None, "x", {"namespace": NS, "name": "sales.public.orders_daily"}]
+    shaped = shape_event(odd, resolver(), 1024)
+    assert shaped.event["inputs"][0]["namespace"] == TARGET
+    assert shaped.event["outputs"][2]["namespace"] == TARGET
