@@ -10,7 +10,8 @@ Sections, in order (each maps to an item of Alation's troubleshooting list, see 
 - ``tenant``       the tenant answers over HTTPS, the endpoint takes events, the token is accepted
                    (the probe of the connection's Test button, same verdict, same message);
 - ``datasources``  Alation's data sources can be read (``discover_datasources``);
-- ``dags``         which DAGs are opted in;
+- ``dags``         which DAGs are opted in, and whether the assets their tasks declare as inlets and
+                   outlets become OpenLineage datasets here (a provider converts their scheme);
 - ``namespaces``   for each database connection, the namespace OpenLineage emits, what it is sent
                    as, and whether an Alation data source has that host:port;
 - ``outbox``       events waiting for a replay or refused for good.
@@ -472,6 +473,7 @@ def _dags_in_database() -> dict[str, tuple[str, ...]]:
 
 def check_dags(settings: AlationSettings) -> list[CheckLine]:
     from airflow_provider_alation.configuration import selective_enable
+    from airflow_provider_alation.gate import dag_selection_reason
 
     known = _dags_in_database()
     bag = _dag_bag()
@@ -483,7 +485,261 @@ def check_dags(settings: AlationSettings) -> list[CheckLine]:
 
         disabled = [dag_id for dag_id, dag in bag.dags.items() if not is_dag_lineage_enabled(dag)]
     errors = [Path(path).name for path in sorted(bag.import_errors)]
-    return dag_lines(list(known.items()), settings, errors, disabled)
+    lines = dag_lines(list(known.items()), settings, errors, disabled)
+    opted = sorted(
+        dag_id
+        for dag_id, tags in known.items()
+        if dag_selection_reason(dag_id, set(tags), settings.dags, settings.opt_in_tag) is None
+    )
+    if not opted:
+        return lines
+    try:
+        verdicts = _asset_verdicts({dag_id: bag.dags[dag_id] for dag_id in opted if dag_id in bag.dags})
+        lines.extend(asset_lines(verdicts, [dag_id for dag_id in opted if dag_id not in bag.dags]))
+    except Exception as exc:  # noqa: BLE001 - the DAG lines stand; the asset line names the error
+        lines.append(CheckLine("dags", "assets", "warn", f"not checked: {_error(exc)}"))
+    return lines
+
+
+# --- assets -> OpenLineage datasets (part of the dags section) ---------------------------------
+
+#: The provider package that owns an asset URI scheme, for the advice text only. Each provider
+#: declares its schemes under "asset-uris" in its provider info (provider.yaml, get_provider_info()),
+#: with the "handler" that normalises the URI and the "to_openlineage_converter" that turns the asset
+#: into an OpenLineage dataset; ProvidersManager collects them into asset_uri_handlers and
+#: asset_to_openlineage_converters, which the OpenLineage provider's translate_airflow_asset reads.
+#: The schemes are those of Airflow's "Asset URI Schemes" page (community providers); the file
+#: scheme's converter comes from common-io (the core only normalises file://). Whether a scheme
+#: converts here is always asked of the ProvidersManager, never of this table.
+ASSET_SCHEME_PROVIDERS = {
+    "file": "apache-airflow-providers-common-io",
+    "postgres": "apache-airflow-providers-postgres",
+    "postgresql": "apache-airflow-providers-postgres",
+    "mysql": "apache-airflow-providers-mysql",
+    "mariadb": "apache-airflow-providers-mysql",
+    "s3": "apache-airflow-providers-amazon",
+    "gs": "apache-airflow-providers-google",
+    "gcp": "apache-airflow-providers-google",
+    "bigquery": "apache-airflow-providers-google",
+    "trino": "apache-airflow-providers-trino",
+}
+
+#: Why an asset becomes no OpenLineage dataset here.
+NO_PROVIDER = "no provider"  # no installed provider knows its scheme
+NO_CONVERTER = "no converter"  # a provider knows the scheme, but converts it to no OpenLineage dataset
+CONVERSION_FAILED = "conversion failed"  # the converter raised on this URI
+NOT_A_DATASET = "not a dataset"  # no URI scheme, or a custom x- scheme: an Airflow-only asset
+#: How the WARN line says each of them (NOT_A_DATASET is an INFO line of its own).
+ASSET_REASONS = {
+    NO_PROVIDER: "no installed provider converts {scheme}://",
+    NO_CONVERTER: "its installed provider has no OpenLineage converter for {scheme}://",
+    CONVERSION_FAILED: "the {scheme}:// converter fails on it",
+}
+EVERYWHERE = " on every scheduler and worker, then restart them"
+
+
+@dataclass(frozen=True)
+class AssetVerdict:
+    """One asset of a DAG: its URI (any ``user:password@`` masked), scheme and why it becomes no
+    OpenLineage dataset here ("" when it does)."""
+
+    uri: str
+    scheme: str
+    problem: str = ""
+
+
+def _asset_registries() -> tuple[dict[str, Any], dict[str, Any]]:
+    """(converters, URI handlers) by scheme, from the ProvidersManager the OpenLineage provider asks."""
+    from airflow.providers.openlineage.utils import utils as ol_utils
+
+    get_manager = getattr(ol_utils, "_get_providers_manager_instance", None)
+    if get_manager is not None:
+        manager = get_manager()
+    else:  # OpenLineage providers before the task-runtime ProvidersManager
+        from airflow.providers_manager import ProvidersManager
+
+        manager = ProvidersManager()
+    converters = getattr(manager, "asset_to_openlineage_converters", None) or getattr(
+        manager, "dataset_to_openlineage_converters", None
+    )
+    handlers = getattr(manager, "asset_uri_handlers", None) or getattr(manager, "dataset_uri_handlers", None)
+    return dict(converters or {}), dict(handlers or {})
+
+
+def asset_verdict(asset: Any, converters: dict[str, Any], handlers: dict[str, Any]) -> AssetVerdict:
+    """Whether the OpenLineage provider turns ``asset`` into a dataset here: its own
+    ``translate_airflow_asset`` decides; the registries only tell why not."""
+    from urllib.parse import urlsplit
+
+    from airflow.providers.common.compat.openlineage.utils.utils import translate_airflow_asset
+
+    from airflow_provider_alation.namespaces import redact
+
+    uri = str(getattr(asset, "uri", "") or "")
+    try:
+        scheme = urlsplit(uri).scheme.lower()
+    except ValueError:
+        scheme = ""
+    shown = redact(uri)
+    try:
+        translated = translate_airflow_asset(asset, None)
+    except Exception:  # noqa: BLE001 - the provider's own guard missed one: not a dataset either way
+        translated = None
+    if translated is not None:
+        return AssetVerdict(shown, scheme)
+    if not scheme or scheme.startswith("x-"):
+        return AssetVerdict(shown, scheme, NOT_A_DATASET)
+    if scheme not in converters:
+        return AssetVerdict(shown, scheme, NO_CONVERTER if scheme in handlers else NO_PROVIDER)
+    return AssetVerdict(shown, scheme, CONVERSION_FAILED)
+
+
+def _dag_assets(dag: Any) -> list[Any]:
+    """The assets the DAG's tasks declare as inlets and outlets, each URI once (what OpenLineage's
+    extractor manager reads when an operator's extractor finds no datasets)."""
+    from airflow.providers.common.compat.assets import Asset
+
+    found: dict[str, Any] = {}
+    for task in getattr(dag, "tasks", None) or ():
+        for attribute in ("inlets", "outlets"):
+            declared = getattr(task, attribute, None) or ()
+            for item in declared if isinstance(declared, (list, tuple, set)) else (declared,):
+                if isinstance(item, Asset):
+                    found.setdefault(str(item.uri), item)
+    return list(found.values())
+
+
+def _asset_verdicts(dags: dict[str, Any]) -> list[tuple[str, list[AssetVerdict]]]:
+    """(dag_id, verdicts) for the DAG objects; a DAG whose tasks cannot be read is left out."""
+    if not dags:
+        return []
+    converters, handlers = _asset_registries()
+    found = []
+    for dag_id, dag in sorted(dags.items()):
+        try:
+            verdicts = [asset_verdict(asset, converters, handlers) for asset in _dag_assets(dag)]
+        except Exception:  # noqa: BLE001 - an odd DAG object: its assets are not told, no traceback
+            continue
+        found.append((dag_id, verdicts))
+    return found
+
+
+def _extra_for(package: str) -> str | None:
+    """The extra of this package that installs ``package`` (read from its own metadata), if any."""
+    from packaging.requirements import Requirement
+
+    try:
+        extras = metadata.metadata(DISTRIBUTION).get_all("Provides-Extra") or []
+        requirements = [Requirement(text) for text in metadata.requires(DISTRIBUTION) or ()]
+    except metadata.PackageNotFoundError:
+        return None
+    for extra in extras:
+        if extra == "test":
+            continue
+        for requirement in requirements:
+            marker = requirement.marker
+            if (
+                requirement.name == package
+                and marker is not None
+                and "extra" in str(marker)
+                and marker.evaluate({"extra": extra})
+            ):
+                return extra
+    return None
+
+
+def asset_fix(missing: Sequence[AssetVerdict]) -> str:
+    """One fix for a DAG's assets that become no dataset: what to install (this package's extra where
+    one brings the provider), upgrade, or rewrite."""
+    install: dict[str, str] = {}  # pip argument: what it brings ("" for the provider itself)
+    upgrade: list[str] = []
+    other: list[str] = []
+    for verdict in missing:
+        package = ASSET_SCHEME_PROVIDERS.get(verdict.scheme)
+        if verdict.problem == CONVERSION_FAILED:
+            other.append(
+                f"write {verdict.uri} as {package or 'its provider'} documents {verdict.scheme}:// URIs"
+            )
+        elif package is None:
+            other.append(
+                f"install the Airflow provider that converts {verdict.scheme}:// assets (its provider info "
+                'lists the scheme under "asset-uris" with a "to_openlineage_converter")' + EVERYWHERE
+            )
+        elif verdict.problem == NO_CONVERTER:
+            upgrade.append(package)
+        elif extra := _extra_for(package):
+            install[f"'{DISTRIBUTION}[{extra}]'"] = f"the [{extra}] extra brings {package}"
+        else:
+            install[package] = ""
+    commands = []
+    if install:
+        brings = "; ".join(dict.fromkeys(x for x in install.values() if x))
+        commands.append(f"pip install {' '.join(install)}" + (f" ({brings})" if brings else ""))
+    if upgrade:
+        commands.append(f"pip install --upgrade {' '.join(dict.fromkeys(upgrade))}")
+    if commands:
+        other.insert(0, " and ".join(commands) + EVERYWHERE)
+    return "; ".join(dict.fromkeys(other))
+
+
+def _listed(items: Sequence[str], limit: int = 5) -> str:
+    return ", ".join(items[:limit]) + (f" and {len(items) - limit} more" if len(items) > limit else "")
+
+
+def asset_lines(
+    dags: Sequence[tuple[str, Sequence[AssetVerdict]]], unparsed: Sequence[str] = ()
+) -> list[CheckLine]:
+    """The asset lines from each opted-in DAG's verdicts (pure but for the extras read from this
+    package's metadata); ``unparsed`` are opted-in DAGs known only to the metadata database."""
+    lines = []
+    not_datasets: list[str] = []
+    for dag_id, verdicts in dags:
+        not_datasets.extend(f"{v.uri} ({dag_id})" for v in verdicts if v.problem == NOT_A_DATASET)
+        missing = [v for v in verdicts if v.problem in ASSET_REASONS]
+        if not missing:
+            continue
+        described = [f"{v.uri} ({ASSET_REASONS[v.problem].format(scheme=v.scheme)})" for v in missing]
+        lines.append(
+            CheckLine(
+                "dags",
+                f"assets of {dag_id}",
+                "warn",
+                f"{len(missing)} of its {len(verdicts)} assets become no OpenLineage dataset here, so "
+                f"its tasks send Alation no lineage for them: {_listed(described)}",
+                asset_fix(missing),
+            )
+        )
+    warned = bool(lines)
+    if not_datasets:
+        lines.append(
+            CheckLine(
+                "dags",
+                "assets without a dataset URI",
+                "info",
+                "no URI scheme a provider converts (Airflow-only assets), so OpenLineage sends no "
+                f"dataset for: {_listed(not_datasets)}",
+                "if Alation should show them, give them a provider's URI, e.g. "
+                "postgres://host:5432/database/schema/table",
+            )
+        )
+    if warned:
+        return lines
+    skipped = f"; not checked: {_listed(list(unparsed))} (not in this DAGs folder)" if unparsed else ""
+    converted = [v for _, verdicts in dags for v in verdicts if not v.problem]
+    if converted:
+        schemes = ", ".join(sorted({f"{v.scheme}://" for v in converted}))
+        message = (
+            f"{len(converted)} assets of the {len(dags)} opted-in DAGs in the DAGs folder become "
+            f"OpenLineage datasets here ({schemes}){skipped}"
+        )
+        return [CheckLine("dags", "assets", "pass", message), *lines]
+    if not dags:
+        message = f"not checked: the opted-in DAGs are not in this DAGs folder ({_listed(list(unparsed))})"
+        return [*lines, CheckLine("dags", "assets", "info", message)]
+    if not not_datasets:
+        message = f"no opted-in DAG declares assets as inlets or outlets{skipped}"
+        return [*lines, CheckLine("dags", "assets", "info", message)]
+    return lines
 
 
 # --- namespace coverage -----------------------------------------------------------------------

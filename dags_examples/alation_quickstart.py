@@ -9,6 +9,12 @@ Alation catalogued, e.g.::
                        "pgbouncer.internal:6432": "prod-db.example.com:5432"}}
 
 The DAG opts in with the ``alation`` tag. ``notify`` has no datasets: Alation gets nothing for it.
+
+Requires the Postgres provider (``apache-airflow-providers-postgres``), which this package's
+``postgres`` extra installs: ``pip install 'airflow-provider-alation[postgres]'`` (from a source
+checkout, ``pip install '.[postgres]'``). Its asset converter is what turns the ``postgres://``
+assets into OpenLineage datasets; without it the DAG runs, OpenLineage sends no datasets and
+Alation gets nothing. ``airflow-alation check`` then warns (``dags / assets of alation_quickstart``).
 """
 
 from __future__ import annotations

@@ -16,7 +16,12 @@ import pytest
 import requests
 
 from airflow_provider_alation.check import (
+    NO_CONVERTER,
+    NO_PROVIDER,
+    NOT_A_DATASET,
+    AssetVerdict,
     CheckLine,
+    asset_lines,
     dag_lines,
     namespace_line,
     outbox_lines,
@@ -113,6 +118,11 @@ def test_good_setup_passes_every_line(airflow_home, catalogued, token, tmp_path)
     opted = find(lines, "dags", "opted-in DAGs")
     assert opted["status"] == "pass" and "alation_quickstart" in opted["message"]
     assert "alation_preflight" not in opted["message"]
+    # The Postgres provider is installed: the quickstart's postgres:// assets become datasets.
+    assets = find(lines, "dags", "assets")
+    assert (
+        assets["status"] == "pass" and "become OpenLineage datasets here (postgres://)" in assets["message"]
+    )
     expected = {
         "pg_sales": "Sales (Postgres)",
         "mysql_shop": "Shop (MySQL)",
@@ -342,6 +352,75 @@ def test_connection_stored_in_the_metadata_database_is_checked(
     assert [line["check"] for line in lines] == ["pg_sales"]
 
 
+# --- assets no installed provider converts ------------------------------------------------------
+
+ASSET_DAGS = f"""
+from __future__ import annotations
+
+import pendulum
+from airflow.providers.standard.operators.empty import EmptyOperator
+from airflow.sdk import DAG, Asset
+
+START = pendulum.datetime(2024, 1, 1, tz="UTC")
+
+with DAG(dag_id="orders_to_lake", start_date=START, schedule=None, tags=["alation"]):
+    EmptyOperator(
+        task_id="export",
+        inlets=[
+            Asset("mysql://etl:{DB_PASSWORD}@mysql.example.com:3306/shop/orders"),
+            Asset("postgres://10.0.0.5:5432/sales/public/orders"),
+        ],
+        outlets=[Asset("s3://lake/raw/orders.parquet"), Asset(name="orders_exported")],
+    )
+
+with DAG(dag_id="untagged_s3", start_date=START, schedule=None, tags=["example"]):
+    EmptyOperator(task_id="copy", outlets=[Asset("s3://lake/raw/untagged.parquet")])
+"""
+
+
+def test_assets_no_installed_provider_converts_are_named_with_the_package(
+    airflow_home, tmp_path, token
+) -> None:
+    """The quickstart's failure mode (0 events, the reason only at DEBUG) with schemes whose
+    providers this environment lacks: mysql:// and s3://, next to a postgres:// that converts."""
+    from importlib.util import find_spec
+
+    for module in ("airflow.providers.mysql", "airflow.providers.amazon"):
+        if find_spec(module) is not None:
+            pytest.skip(f"{module} is installed here: its assets convert")
+    dags = tmp_path / "dags"
+    dags.mkdir()
+    (dags / "asset_dags.py").write_text(ASSET_DAGS)
+    (dags / "broken.py").write_text("from airflow.sdk import DAG\n\nraise RuntimeError('no DAG here')\n")
+    settings = {"cache_dir": str(tmp_path / "cache"), "spool_dir": str(tmp_path / "spool")}
+    env = {
+        "AIRFLOW_CONN_ALATION_DEFAULT": connection_json("https://acme.alationcloud.com", token, settings),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
+    }
+    done, lines = run_check(airflow_home, env, "--only", "dags")
+    assert done.returncode == 0, done.stdout + done.stderr
+    line = find(lines, "dags", "assets of orders_to_lake")
+    assert line["status"] == "warn", line
+    assert line["message"].startswith("2 of its 4 assets become no OpenLineage dataset here")
+    assert (
+        "mysql://mysql.example.com:3306/shop/orders (no installed provider converts mysql://)"
+        in (line["message"])
+    )
+    assert "s3://lake/raw/orders.parquet (no installed provider converts s3://)" in line["message"]
+    assert "postgres://" not in line["message"]
+    assert line["fix"] == (
+        "pip install apache-airflow-providers-mysql apache-airflow-providers-amazon on every scheduler "
+        "and worker, then restart them"
+    )
+    airflow_only = find(lines, "dags", "assets without a dataset URI")
+    assert airflow_only["status"] == "info" and "orders_exported (orders_to_lake)" in airflow_only["message"]
+    # Untagged DAGs are not Alation's business; a DAG file that fails to import stays its own line.
+    assert not [x for x in lines if "untagged_s3" in x["message"] + x["check"]]
+    assert find(lines, "dags", "DAG import errors")["status"] == "warn"
+    assert "Traceback" not in done.stdout
+    no_secrets(done, token, DB_PASSWORD)
+
+
 # --- the preflight DAG ------------------------------------------------------------------------
 
 
@@ -535,6 +614,76 @@ def test_dag_lines() -> None:
     assert by_check["DAG import errors"].status == "warn"
     none = dag_lines([("misc", ())], _settings())
     assert none[0].status == "fail" and "'alation'" in none[0].fix
+
+
+def test_asset_verdicts_ask_the_openlineage_provider() -> None:
+    """In this environment the Postgres and common-io providers convert; mysql:// and s3:// have no
+    provider, an asset without a scheme is Airflow's alone. The URI is shown with its password masked."""
+    from airflow.sdk import Asset
+
+    from airflow_provider_alation.check import _asset_registries, asset_verdict
+
+    converters, handlers = _asset_registries()
+    assert {"postgres", "postgresql", "file"} <= set(converters)
+
+    def problem(asset: Asset) -> str:
+        return asset_verdict(asset, converters, handlers).problem
+
+    assert problem(Asset("postgres://10.0.0.5:5432/sales/public/orders")) == ""
+    assert problem(Asset("file:///data/orders.csv")) == ""
+    if "mysql" not in converters:
+        assert problem(Asset("mysql://mysql.example.com/shop/orders")) == NO_PROVIDER
+    if "s3" not in converters:
+        assert problem(Asset("s3://lake/raw/orders.parquet")) == NO_PROVIDER
+    assert problem(Asset(name="orders_exported")) == NOT_A_DATASET
+    assert problem(Asset("x-team://orders")) == NOT_A_DATASET
+
+    class Odd:
+        uri = "mysql://etl:hunter22@mysql.example.com/shop/orders"
+
+    odd = asset_verdict(Odd(), {}, {})
+    assert odd.uri == "mysql://***@mysql.example.com/shop/orders" and odd.problem == NO_PROVIDER
+
+
+def test_asset_lines() -> None:
+    quickstart = "postgres://10.0.0.5:5432/sales/public/orders"
+    # The quickstart without the Postgres provider: the package's own extra is the fix.
+    (line,) = asset_lines([("alation_quickstart", [AssetVerdict(quickstart, "postgres", NO_PROVIDER)])])
+    assert line == CheckLine(
+        "dags",
+        "assets of alation_quickstart",
+        "warn",
+        f"1 of its 1 assets become no OpenLineage dataset here, so its tasks send Alation no lineage for "
+        f"them: {quickstart} (no installed provider converts postgres://)",
+        "pip install 'airflow-provider-alation[postgres]' (the [postgres] extra brings "
+        "apache-airflow-providers-postgres) on every scheduler and worker, then restart them",
+    )
+    lines = asset_lines(
+        [
+            ("a", [AssetVerdict("mysql://h:3306/d/t", "mysql", NO_CONVERTER)]),
+            (
+                "b",
+                [AssetVerdict("delta://lake/t", "delta", NO_PROVIDER), AssetVerdict(quickstart, "postgres")],
+            ),
+            ("c", [AssetVerdict("signal", "", NOT_A_DATASET)]),
+        ],
+        unparsed=["elsewhere"],
+    )
+    by_check = {line.check: line for line in lines}
+    assert by_check["assets of a"].fix.startswith("pip install --upgrade apache-airflow-providers-mysql on")
+    assert "has no OpenLineage converter for mysql://" in by_check["assets of a"].message
+    assert "converts delta:// assets" in by_check["assets of b"].fix
+    assert by_check["assets without a dataset URI"].status == "info"
+    assert "assets" not in by_check  # no PASS while a DAG warns
+    # Everything converts: one PASS line; DAGs only the metadata database knows are named as unchecked.
+    (ok,) = asset_lines([("q", [AssetVerdict(quickstart, "postgres")]), ("n", [])], ["elsewhere"])
+    assert ok.status == "pass" and ok.check == "assets"
+    assert ok.message == (
+        "1 assets of the 2 opted-in DAGs in the DAGs folder become OpenLineage datasets here (postgres://); "
+        "not checked: elsewhere (not in this DAGs folder)"
+    )
+    (none,) = asset_lines([("n", [])])
+    assert none.status == "info" and "no opted-in DAG declares assets" in none.message
 
 
 def test_namespace_line_statuses() -> None:
