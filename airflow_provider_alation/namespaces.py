@@ -16,6 +16,7 @@ import ipaddress
 import re
 from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import Any
 
 #: Scheme spellings seen in JDBC URIs and OpenLineage namespaces, mapped to the OpenLineage name.
 SCHEME_ALIASES: dict[str, str] = {
@@ -177,12 +178,36 @@ def parse_namespace(text: str) -> Namespace:
     return Namespace(scheme=scheme, host=host, port=port, rest=rest)
 
 
-_USERINFO_RE = re.compile(r"(://)[^/@?#]*@")
+def _userinfo_end(text: str) -> tuple[int, int]:
+    """(start, end) of a ``user[:password]`` part after ``scheme://`` (end is the ``@``), else (-1, -1).
+
+    The password may hold ``/``, ``?`` or ``#``, so the last ``@`` counts; the part before it is
+    taken as credentials when it has a ``:`` (``user:password``) or no ``/`` (``user``), so that an
+    ``@`` in a path (``s3://bucket/2024@x``) is left alone.
+    """
+    start = text.find("://")
+    if start < 0 or "@" not in text:
+        return -1, -1
+    start += 3
+    at = text.rfind("@")
+    if at < start:
+        return -1, -1
+    userinfo = text[start:at]
+    if ":" in userinfo or "/" not in userinfo:
+        return start, at
+    return -1, -1
 
 
 def redact(text: str) -> str:
     """A namespace or URI fit for a log line: any ``user:password@`` replaced by ``***@``."""
-    return _USERINFO_RE.sub(r"\1***@", text)
+    start, at = _userinfo_end(text)
+    return text if start < 0 else f"{text[:start]}***{text[at:]}"
+
+
+def strip_userinfo(text: str) -> str:
+    """A namespace or URI without its ``user:password@``: what is resolved, logged, kept and sent."""
+    start, at = _userinfo_end(text)
+    return text if start < 0 else text[:start] + text[at + 1 :]
 
 
 def canonical(text: str) -> str:
@@ -196,16 +221,51 @@ def parse_host_port(text: str) -> tuple[str, int | None]:
     return host, None if port == INVALID_PORT else port
 
 
-_COMPILED: dict[str, re.Pattern[str]] = {}
+class ExpressionError(ValueError):
+    """A ``re:`` rule the linear-time engine does not accept; the message says why."""
 
 
-def compile_expression(pattern: str) -> re.Pattern[str]:
-    """``re.compile`` with a per-process cache larger than ``re``'s own (512 patterns): settings
-    validation and the rules share one compilation of each ``re:`` key."""
+def _re2_options() -> Any:
+    import re2
+
+    options = re2.Options()
+    options.log_errors = False  # the message goes into the settings error, not to stderr
+    options.max_mem = 8 << 20  # bytes of automaton per expression: a bound on pathological ones
+    return options
+
+
+_COMPILED: dict[str, Any] = {}
+
+
+def compile_expression(pattern: str) -> Any:
+    """Compile a ``re:`` rule with RE2 (Google's linear-time engine), cached per process: no rule
+    can backtrack for seconds on a crafted host name, as Python's ``re`` would on
+    ``([a-z0-9-]+\\.?)+\\.prod``. Raises :class:`ExpressionError` for what RE2 does not accept
+    (backreferences, lookaround). Settings validation and the rules share one compilation."""
     compiled = _COMPILED.get(pattern)
     if compiled is None:
-        compiled = _COMPILED[pattern] = re.compile(pattern)
+        import re2
+
+        try:
+            compiled = re2.compile(pattern, options=_re2_options())
+        except re2.error as exc:
+            reason = exc.args[0] if exc.args else exc
+            reason = reason.decode(errors="replace") if isinstance(reason, bytes) else str(reason)
+            raise ExpressionError(reason) from None
+        _COMPILED[pattern] = compiled
     return compiled
+
+
+def check_template(pattern: Any, template: str) -> None:
+    """Raise :class:`ExpressionError` when ``template`` refers to a group ``pattern`` lacks or has a
+    bad escape. RE2 only looks at a template when it substitutes, so it is checked the way Python's
+    ``re`` parses templates, against an empty pattern with the same groups."""
+    names = {index: name for name, index in pattern.groupindex.items()}
+    groups = "".join(f"(?P<{names[i]}>)" if i in names else "()" for i in range(1, pattern.groups + 1))
+    try:
+        re.compile(groups).sub(template, "")
+    except (re.error, IndexError) as exc:
+        raise ExpressionError(str(exc)) from None
 
 
 def _apply_target(source: Namespace, target: str) -> str:
@@ -246,11 +306,9 @@ class NamespaceRules:
 
     exact: dict[str, str] = field(default_factory=dict)
     hosts: dict[tuple[str, int | None], str] = field(default_factory=dict)
-    expressions: list[tuple[int, re.Pattern[str], str, str]] = field(default_factory=list)
-    _by_scheme: dict[str | None, list[tuple[int, re.Pattern[str], str, str]]] = field(
-        default_factory=dict, repr=False
-    )
-    _merged: dict[str, list[tuple[int, re.Pattern[str], str, str]]] = field(default_factory=dict, repr=False)
+    expressions: list[tuple[int, Any, str, str]] = field(default_factory=list)
+    _by_scheme: dict[str | None, list[tuple[int, Any, str, str]]] = field(default_factory=dict, repr=False)
+    _merged: dict[str, list[tuple[int, Any, str, str]]] = field(default_factory=dict, repr=False)
 
     @classmethod
     def from_map(cls, namespace_map: dict[str, str]) -> NamespaceRules:
@@ -272,7 +330,7 @@ class NamespaceRules:
     def __len__(self) -> int:
         return len(self.exact) + len(self.hosts) + len(self.expressions)
 
-    def _expressions_for(self, scheme: str) -> list[tuple[int, re.Pattern[str], str, str]]:
+    def _expressions_for(self, scheme: str) -> list[tuple[int, Any, str, str]]:
         merged = self._merged.get(scheme)
         if merged is None:
             both = self._by_scheme.get(scheme, []) + self._by_scheme.get(None, [])
@@ -294,5 +352,9 @@ class NamespaceRules:
             for _, pattern, template, key in self._expressions_for(parsed.scheme):
                 match = pattern.search(canon)
                 if match:
-                    return RuleHit(_apply_target(parsed, match.expand(template)), "regex", key)
+                    try:
+                        expanded = match.expand(template)
+                    except (IndexError, ValueError):  # validated already; never lose an event on it
+                        continue
+                    return RuleHit(_apply_target(parsed, expanded), "regex", key)
         return None

@@ -27,7 +27,9 @@ from pydantic import (
 
 from airflow_provider_alation.namespaces import (
     INVALID_PORT,
+    ExpressionError,
     canonical_scheme,
+    check_template,
     compile_expression,
     has_invalid_port,
     literal_scheme,
@@ -232,8 +234,11 @@ class AlationSettings(BaseModel):
             if key.startswith("re:"):
                 try:
                     pattern = compile_expression(key[3:])
-                except re.error as exc:
-                    raise ValueError(f"expression {key!r} does not compile: {exc}") from None
+                except ExpressionError as exc:
+                    raise ValueError(
+                        f"expression {key!r} is not accepted ({exc}); rules run on RE2, a linear-time "
+                        "engine without backreferences or lookarounds: rewrite it without them"
+                    ) from None
                 literal = literal_scheme(key[3:])
                 if literal and canonical_scheme(literal) != literal:
                     raise ValueError(
@@ -241,8 +246,8 @@ class AlationSettings(BaseModel):
                         f"canonical namespace; write ^{canonical_scheme(literal)}:// instead"
                     )
                 try:
-                    pattern.sub(target, "")  # checks the template's group references and escapes
-                except (re.error, IndexError) as exc:
+                    check_template(pattern, target)
+                except ExpressionError as exc:
                     raise ValueError(
                         f"entry {key!r}: the value {target!r} is not a valid replacement ({exc}); "
                         f"the expression has {pattern.groups} group(s), referenced as \\1, \\2, ..."

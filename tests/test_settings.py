@@ -58,7 +58,11 @@ def test_bare_host_gets_https_and_endpoint_keeps_trailing_slash() -> None:
             {"extra": {"dags": {"includes": ["*"]}}},
             "extra.dags.includes: unknown key. Did you mean 'include'?",
         ),
-        ({"extra": {"namespace_map": {"re:(": "x"}}}, "expression 're:(' does not compile"),
+        ({"extra": {"namespace_map": {"re:(": "x"}}}, "expression 're:(' is not accepted (missing )"),
+        (
+            {"extra": {"namespace_map": {"re:^postgres://(a)\\1$": "x"}}},
+            "rules run on RE2, a linear-time engine without backreferences",
+        ),
         ({"extra": {"verify": "/no/such/ca.pem"}}, "CA bundle '/no/such/ca.pem' does not exist"),
         ({"extra": {"timeout": 10}}, "extra.timeout: 10.0s per request exceeds time_budget 8.0s"),
         ({"host": "http://acme.alationcloud.com"}, "host: plain http:// sends the token unencrypted"),
