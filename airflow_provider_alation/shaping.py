@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from airflow_provider_alation.namespaces import strip_userinfo
 from airflow_provider_alation.resolution import Resolution
 
 #: Facets that carry nothing Alation reads and can be large: removed from every event.
@@ -105,6 +106,7 @@ class _Rewriter:
     def __call__(self, namespace: Any, symlink: bool = False) -> Any:
         if not isinstance(namespace, str) or not namespace:
             return namespace
+        namespace = strip_userinfo(namespace)  # credentials never reach a log, the outbox or Alation
         if not symlink:
             self.of_datasets.add(namespace)
         hit = self.seen.get(namespace)
@@ -118,6 +120,7 @@ class _Rewriter:
         """A dataSource ``uri`` such as ``postgres://10.0.0.5:6432/sales``: rewrite its authority."""
         if not isinstance(uri, str) or "://" not in uri:
             return uri
+        uri = strip_userinfo(uri)
         scheme, _, tail = uri.partition("://")
         authority, slash, path = tail.partition("/")
         new = self(f"{scheme}://{authority}")
@@ -177,7 +180,12 @@ def rewrite_namespaces(event: dict[str, Any], resolve: Resolve) -> list[Resoluti
 
 
 def encode(event: dict[str, Any]) -> bytes:
-    return json.dumps(event, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    """Compact UTF-8 JSON; text that is not valid Unicode (a lone surrogate) is sent as a JSON
+    ``\\u`` escape instead of failing the event."""
+    try:
+        return json.dumps(event, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(event, separators=(",", ":")).encode("ascii")
 
 
 def _size(name: str, value: Any) -> int:

@@ -12,6 +12,7 @@ takes longer than ``time_budget``: this is the one place that rule is enforced.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
@@ -26,6 +27,7 @@ from openlineage.client.transport.transport import Config, Transport
 from airflow_provider_alation import gate, metrics, task_context
 from airflow_provider_alation.delivery import Outcome, Sender, sender_for
 from airflow_provider_alation.discovery import load_index
+from airflow_provider_alation.logtext import printable
 from airflow_provider_alation.namespaces import parse_namespace, redact
 from airflow_provider_alation.outbox import Claim, LocalOutbox, outbox_for
 from airflow_provider_alation.replay import late_settler, replay, settle
@@ -149,14 +151,18 @@ class AlationTransport(Transport):
         if reason:
             return _skipped(event, reason)
 
-        # Serde.to_dict builds a new dict, which is shaped in place; a caller's dict is copied.
-        owned = not isinstance(event, dict)
-        raw = Serde.to_dict(event) if owned else event
-        resolver = self._resolver_for(settings, started)
-        shaped = shape_event(raw, resolver.resolve, settings.max_event_bytes, in_place=owned)
+        names = gate.job_names(event)
+        job_name = printable(names[0] if names else "?")
+        try:
+            # Serde.to_dict builds a new dict, which is shaped in place; a caller's dict is copied.
+            owned = not isinstance(event, dict)
+            raw = Serde.to_dict(event) if owned else event
+            resolver = self._resolver_for(settings, started)
+            shaped = shape_event(raw, resolver.resolve, settings.max_event_bytes, in_place=owned)
+        except Exception as exc:  # noqa: BLE001 - an event of unexpected shape: kept with the reason
+            return self._unshapeable(event, job_name, settings, exc)
         self._report_resolutions(shaped.resolutions, resolver.index is not None)
         body = shaped.body
-        job_name = shaped.event.get("job", {}).get("name")
         if shaped.trimmed:
             log.warning(
                 "Alation lineage: the event of %s was above max_event_bytes=%d; removed %s; now %d bytes%s",
@@ -193,33 +199,48 @@ class AlationTransport(Transport):
             self._drain(outbox, sender, settings, started, outcome.elapsed)
         return outcome
 
-    def _too_large(
-        self, body: bytes, job_name: Any, settings: AlationSettings, trimmed: list[str]
+    def _unshapeable(self, event: Any, job_name: str, settings: AlationSettings, exc: Exception) -> Outcome:
+        """Dead-letter an event that passed the gate but could not be shaped, with the reason."""
+        detail = f"could not be shaped ({type(exc).__name__}: {printable(exc, 200)})"
+        log.debug("Alation lineage: shaping failure", exc_info=True)
+        return self._dead_letter(_best_effort_body(event), job_name, settings, "unshapeable", detail)
+
+    def _dead_letter(
+        self, body: bytes, job_name: str, settings: AlationSettings, problem: str, detail: str
     ) -> Outcome:
-        """Not POSTed: even without its optional facets the event is above the cap. It goes to the
-        dead letters with the reason, where ``replay --dead`` sends it once the cap is raised."""
-        detail = (
-            f"{len(body)} bytes after removing {', '.join(trimmed) or 'nothing removable'}, above "
-            f"max_event_bytes={settings.max_event_bytes}"
-        )
-        metrics.incr("events.too_large")
-        where = "not kept (no outbox)"
+        """Keep an event that will not be POSTed in the dead letters, with the reason, and say so."""
+        metrics.incr(f"events.{problem}")
+        where = "not kept (dry_run)"
         if not settings.dry_run:
             outbox = self._get_outbox(settings)
             try:
                 claim = outbox.put(body)
-                outbox.settle(claim, "dead", {"problem": "too_large", "detail": detail, "job": str(job_name)})
-                where = f"moved to the dead letters in {settings.spool_dir}/dead"
+                outbox.settle(claim, "dead", {"problem": problem, "detail": detail, "job": job_name})
+                where = f"in the dead letters in {settings.spool_dir}/dead"
             except OSError as exc:
-                where = f"not kept: the outbox is not writable ({exc})"
+                where = f"not kept: the outbox is not writable ({printable(exc, 200)})"
         log.error(
-            "Alation lineage: the event of %s is not sent: %s. It is %s; raise max_event_bytes and run "
-            "`airflow-alation replay --dead` to send it.",
+            "Alation lineage: the event of %s is not sent: it %s. It is %s; %s",
             job_name,
             detail,
             where,
+            "raise max_event_bytes and run `airflow-alation replay --dead` to send it."
+            if problem == "too_large"
+            else "please report this with the event (debug log); `airflow-alation replay --dead` sends it "
+            "once a fixed version can shape it.",
         )
-        return Outcome("too_large", None, detail)
+        return Outcome(problem, None, detail)  # type: ignore[arg-type]
+
+    def _too_large(
+        self, body: bytes, job_name: str, settings: AlationSettings, trimmed: list[str]
+    ) -> Outcome:
+        """Not POSTed: even without its optional facets the event is above the cap. It goes to the
+        dead letters with the reason, where ``replay --dead`` sends it once the cap is raised."""
+        detail = (
+            f"is {len(body)} bytes after removing {', '.join(trimmed) or 'nothing removable'}, above "
+            f"max_event_bytes={settings.max_event_bytes}"
+        )
+        return self._dead_letter(body, job_name, settings, "too_large", detail)
 
     # -- outbox -----------------------------------------------------------------------------------
     def _get_outbox(self, settings: AlationSettings) -> LocalOutbox:
@@ -405,9 +426,10 @@ class AlationTransport(Transport):
             key = f"ns:{resolution.original}"
             if key in self._logged:
                 continue
-            original = redact(resolution.original)
+            original = printable(redact(resolution.original))
+            sent = printable(resolution.namespace)
             if resolution.rule == "not_applicable":
-                detail = resolution.detail
+                detail = printable(resolution.detail, 600)
                 self._log_once(key, logging.INFO, "Alation lineage: %s: %s", original, detail)
             elif resolution.matched and "short host name" in resolution.detail:
                 self._log_once(
@@ -417,10 +439,10 @@ class AlationTransport(Transport):
                     "host name only; if that is the right server, confirm it with the namespace_map entry "
                     '"%s": "%s", otherwise map it to the right host:port',
                     original,
-                    resolution.namespace,
+                    sent,
                     resolution.datasource,
-                    parse_namespace(resolution.original).host_port,
-                    resolution.host_port,
+                    printable(parse_namespace(resolution.original).host_port),
+                    printable(resolution.host_port),
                 )
             elif resolution.matched:
                 if resolution.changed:
@@ -429,7 +451,7 @@ class AlationTransport(Transport):
                         logging.INFO,
                         "Alation lineage: namespace %s -> %s (%s rule %s), Alation data source %s",
                         original,
-                        resolution.namespace,
+                        sent,
                         resolution.rule,
                         resolution.detail,
                         resolution.datasource,
@@ -440,12 +462,12 @@ class AlationTransport(Transport):
                     logging.WARNING,
                     "Alation lineage: namespace %s is sent as %s, which %s: %s",
                     original,
-                    resolution.namespace,
+                    sent,
                     "matches no Alation data source"
                     if discovery
                     else "matched no namespace_map rule, so Alation links it only if a data source's "
                     "JDBC URI has the same host:port",
-                    resolution.fix,
+                    printable(resolution.fix, 600),
                 )
             else:
                 self._log_once(
@@ -454,10 +476,10 @@ class AlationTransport(Transport):
                     "Alation lineage: namespace %s -> %s (%s rule %s); Alation links it if a data "
                     "source's JDBC URI has host:port %s",
                     original,
-                    resolution.namespace,
+                    sent,
                     resolution.rule,
                     resolution.detail,
-                    resolution.host_port,
+                    printable(resolution.host_port),
                 )
 
     def _report_outcome(
@@ -520,9 +542,19 @@ class AlationTransport(Transport):
             )
 
 
+def _best_effort_body(event: Any) -> bytes:
+    """The event as JSON, whatever it holds (a cycle, an odd object): what can be kept of it."""
+    try:
+        raw = Serde.to_dict(event) if not isinstance(event, dict) else event
+        return json.dumps(raw, default=repr, ensure_ascii=True).encode("ascii")
+    except Exception as exc:  # noqa: BLE001 - a summary is kept instead
+        summary = {"unserialisable_event": True, "job": list(gate.job_names(event)), "error": repr(exc)[:500]}
+        return json.dumps(summary, default=repr).encode()
+
+
 def _skipped(event: Any, reason: str) -> Outcome:
     metrics.incr(f"events.skipped.{reason}")
-    log.debug("Alation lineage: event of %r skipped (%s)", gate.dag_id_of(event), reason)
+    log.debug("Alation lineage: event of %s skipped (%s)", printable(gate.dag_id_of(event)), reason)
     return Outcome("skipped", None, reason)
 
 

@@ -256,3 +256,24 @@ def test_odd_structures_are_passed_over_not_an_error() -> None:
     shaped = shape_event(odd, resolver(), 1024)
     assert shaped.event["inputs"][0]["namespace"] == TARGET
     assert shaped.event["outputs"][2]["namespace"] == TARGET
+
+
+def test_credentials_in_any_namespace_form_are_stripped_before_anything_sees_them() -> None:
+    leaky = event()
+    leaky["inputs"][0]["namespace"] = "postgres://etl:pa/ss?w#rd@10.0.0.5:6432"
+    leaky["inputs"][0]["facets"]["dataSource"]["uri"] = "postgres://etl:pa/ss?w#rd@10.0.0.5:6432/sales"
+    leaky["outputs"][0]["namespace"] = "s3://AKIAKEY:se/cret@bucket"
+    shaped = shape_event(leaky, resolver(), 1_048_576)
+    assert "pa/ss" not in shaped.body.decode() and "se/cret" not in shaped.body.decode()
+    assert shaped.event["inputs"][0]["namespace"] == TARGET
+    assert shaped.event["inputs"][0]["facets"]["dataSource"]["uri"] == TARGET + "/sales"
+    assert shaped.event["outputs"][0]["namespace"] == "s3://bucket"
+    assert all("pa/ss" not in r.original and "se/cret" not in r.original for r in shaped.resolutions)
+
+
+def test_an_at_sign_in_a_path_is_not_taken_for_credentials() -> None:
+    from airflow_provider_alation.namespaces import redact, strip_userinfo
+
+    assert strip_userinfo("s3://bucket/logs/2024@eu/x") == "s3://bucket/logs/2024@eu/x"
+    assert strip_userinfo("postgres://user@db:5432") == "postgres://db:5432"
+    assert redact("mysql://u:p#w/d@db:3306/x") == "mysql://***@db:3306/x"

@@ -267,3 +267,49 @@ def test_a_forked_emitter_uses_the_settings_the_task_process_read(
     finally:
         task_context.clear()
     assert len(fake_alation.events) == 1
+
+
+def test_a_job_name_or_namespace_cannot_forge_log_records(fake_alation, token, alation_logs) -> None:
+    from openlineage.client.serde import Serde
+
+    event = Serde.to_dict(make_event(job_name="my_dag.x\nERROR forged record"))
+    event["inputs"][0]["namespace"] = "postgres://evil\r\nhost:5432"
+    event["outputs"][0]["name"] = "db.s.\ud800lone"  # a lone surrogate in a dataset name
+    outcome = transport(fake_alation, token).emit(event)
+    assert outcome is not None and outcome.kind in ("sent", "rejected")
+    for record in alation_logs.records:
+        message = record.getMessage()
+        assert "\n" not in message.replace("\nAlation lineage is not sent", ""), message
+        assert "\r" not in message
+
+
+@pytest.mark.parametrize(
+    "mutate",
+    [
+        pytest.param(lambda e: e["inputs"][0].update(facets={"symlinks": "x"}), id="symlinks-a-string"),
+        pytest.param(lambda e: e["run"]["facets"].update(weird=["a", "list"]), id="facet-a-list"),
+        pytest.param(lambda e: e["job"].update(facets="a string"), id="job-facets-a-string"),
+        pytest.param(lambda e: e["run"]["facets"].update(cycle=e["run"]), id="a-cycle"),
+        pytest.param(lambda e: e["job"].update(name="my_dag.\ud800"), id="lone-surrogate"),
+    ],
+)
+def test_an_event_of_unexpected_shape_is_sent_or_dead_lettered_never_lost(
+    fake_alation, token, alation_logs, tmp_path, mutate
+) -> None:
+    from openlineage.client.serde import Serde
+
+    from airflow_provider_alation.outbox import LocalOutbox
+
+    event = Serde.to_dict(make_event())
+    mutate(event)
+    spool = tmp_path / "spool"
+    outcome = transport(fake_alation, token, spool_dir=str(spool), dags={"include": ["*"]}).emit(event)
+    dead = LocalOutbox(str(spool)).list("dead")
+    assert outcome is not None
+    if outcome.kind == "unshapeable":
+        assert len(dead) == 1 and dead[0].reason["problem"] == "unshapeable"
+        assert any("my_dag" in r.getMessage() for r in alation_logs.records if r.levelno == logging.ERROR)
+    else:  # sent; or, where the stand-in finds it invalid OpenLineage, refused and dead-lettered
+        assert outcome.kind in ("sent", "rejected"), outcome
+        assert len(fake_alation.requests) == 1
+        assert len(dead) == (outcome.kind == "rejected")

@@ -38,6 +38,8 @@ def validate_event(event: dict[str, Any]) -> list[str]:
         for e in Draft202012Validator(main, registry=registry).iter_errors(event)
     ]
     for where, facets in _facets(event):
+        if not isinstance(facets, dict):
+            continue  # the envelope's errors above already name it
         for name, facet in facets.items():
             url = facet.get("_schemaURL", "") if isinstance(facet, dict) else ""
             file_name, _, fragment = url.rpartition("/")[2].partition("#")
@@ -50,10 +52,14 @@ def validate_event(event: dict[str, Any]) -> list[str]:
 
 
 def _facets(event: dict[str, Any]):
-    yield "run.facets", (event.get("run") or {}).get("facets") or {}
-    yield "job.facets", (event.get("job") or {}).get("facets") or {}
+    for key in ("run", "job"):
+        owner = event.get(key)
+        yield f"{key}.facets", (owner.get("facets") if isinstance(owner, dict) else None) or {}
     for key in ("inputs", "outputs"):
-        for i, dataset in enumerate(event.get(key) or ()):
+        datasets = event.get(key)
+        for i, dataset in enumerate(datasets if isinstance(datasets, list) else ()):
+            if not isinstance(dataset, dict):
+                continue
             yield f"{key}[{i}].facets", dataset.get("facets") or {}
             for extra in ("inputFacets", "outputFacets"):
                 yield f"{key}[{i}].{extra}", dataset.get(extra) or {}
