@@ -42,6 +42,8 @@ DEFAULT_CONN_ID = "alation_default"
 DEFAULT_ENDPOINT = "open_lineage_event/"
 DEFAULT_OPT_IN_TAG = "alation"
 DEFAULT_SKIP_JOB_TYPES = ("TEST",)
+#: Below this an event could not even be written ahead and sent once on a fast network.
+MIN_TIME_BUDGET = 0.5
 
 
 def _alation_home() -> str:
@@ -128,7 +130,7 @@ class AlationSettings(BaseModel):
     )
     timeout: float = Field(default=5.0, gt=0, le=300, description="Seconds per HTTP request")
     time_budget: float = Field(
-        default=8.0, gt=0, le=3600, description="Seconds for one event, retries included"
+        default=8.0, ge=MIN_TIME_BUDGET, le=3600, description="Seconds for one event, retries included"
     )
     verify: bool | str = Field(default=True, description="TLS verification, or a CA bundle path")
     spool_dir: str = Field(default_factory=default_spool_dir, description="Durable outbox directory")
@@ -169,7 +171,14 @@ class AlationSettings(BaseModel):
             or not re.fullmatch(r"[A-Za-z0-9.\-_\[\]:]+", host)
             or " " in text
         ):
-            raise ValueError(f"{value!r} is not a tenant URL; set it like https://acme.alationcloud.com")
+            raise ValueError(
+                f"{_shown(value)} is not a tenant URL; set it like https://acme.alationcloud.com"
+            )
+        if "." not in host and host != "localhost" and not host.startswith("["):
+            raise ValueError(
+                f"{_shown(value)} has no domain (a tenant host looks like acme.alationcloud.com); set the "
+                "connection's host to your tenant URL and the token in its password field"
+            )
         if "@" in parts.netloc:
             raise ValueError(
                 "contains a user name or password before '@'; remove it: the token goes in the "
@@ -179,7 +188,7 @@ class AlationSettings(BaseModel):
             parts.port  # noqa: B018 - raises on a non-numeric port
         except ValueError:
             raise ValueError(
-                f"{value!r} has an invalid port; set it like https://acme.alationcloud.com"
+                f"{_shown(value)} has an invalid port; set it like https://acme.alationcloud.com"
             ) from None
         path = parts.path.rstrip("/")
         return f"{parts.scheme}://{parts.netloc}{path}"
@@ -197,6 +206,27 @@ class AlationSettings(BaseModel):
                 "paste?); paste the token again as one line"
             )
         return raw
+
+    @field_validator("spool_dir", "cache_dir", mode="before")
+    @classmethod
+    def _directory(cls, value: Any, info: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        text = value.strip()
+        if not text:
+            raise ValueError(
+                f"is empty, which would put the {'outbox' if info.field_name == 'spool_dir' else 'cache'} in "
+                "each process's working directory; remove the key for the default or give an absolute path"
+            )
+        if "\0" in text:
+            raise ValueError("contains a NUL character; give an absolute directory path")
+        text = os.path.expanduser(text)
+        if not os.path.isabs(text):
+            raise ValueError(
+                f"{text!r} is a relative path, which each process would resolve against its own working "
+                "directory; give an absolute path"
+            )
+        return text
 
     @field_validator("endpoint")
     @classmethod
@@ -343,6 +373,15 @@ EXTRA_KEYS: tuple[str, ...] = tuple(
 
 #: How each settings field is called where a user sets it (connection form field or extra key).
 _FIELD_LABELS = {"url": "host", "token": "password", "user_id": "login"}
+
+
+def _shown(value: Any) -> str:
+    """A value quoted in an error only when it cannot be a pasted secret (no long token-like run,
+    no query, no user info), since settings errors reach task logs."""
+    text = str(value)
+    if len(text) > 120 or re.search(r"[A-Za-z0-9_\-+/=]{24,}|[?#@]", text):
+        return "the value (not shown: it may contain a token)"
+    return repr(text)
 
 
 def _describe(loc: tuple[Any, ...], inline: bool) -> str:

@@ -40,7 +40,16 @@ def test_bare_host_gets_https_and_endpoint_keeps_trailing_slash() -> None:
         ({"extra": "[1, 2]"}, "extra: must be a JSON object"),
         ({"extra": {"timout": 3}}, "extra.timout: unknown key. Did you mean 'timeout'?"),
         ({"extra": {"timeout": -1}}, "extra.timeout: Input should be greater than 0"),
-        ({"extra": {"time_budget": 0}}, "extra.time_budget: Input should be greater than 0"),
+        ({"extra": {"time_budget": 0}}, "extra.time_budget: Input should be greater than or equal to 0.5"),
+        ({"extra": {"time_budget": 0.01}}, "extra.time_budget: Input should be greater than or equal to 0.5"),
+        (
+            {"extra": {"spool_dir": ""}},
+            "extra.spool_dir: is empty, which would put the outbox in each process's",
+        ),
+        ({"extra": {"spool_dir": "spool"}}, "extra.spool_dir: 'spool' is a relative path"),
+        ({"extra": {"cache_dir": "/tmp/a\x00b"}}, "extra.cache_dir: contains a NUL character"),
+        ({"extra": {"verify": "/tmp/a\x00b"}}, "extra.verify: CA bundle"),
+        ({"extra": {"skip_job_types": [""]}}, "extra.skip_job_types: '' is not a job type"),
         ({"extra": {"timeout": "soon"}}, "extra.timeout: Input should be a valid number"),
         ({"host": "not a url"}, "host: 'not a url' is not a tenant URL"),
         ({"host": ""}, "host: is empty"),
@@ -140,3 +149,18 @@ def test_token_with_a_line_break_is_refused_without_echoing_it() -> None:
         build_settings({"url": "https://acme.alationcloud.com", "token": "abc123\ndef456"})
     assert "password: contains spaces, line breaks" in str(raised.value)
     assert "abc123" not in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    "host",
+    [
+        "Zk3" * 12 + " ",  # the token pasted instead of the URL
+        "https://acme.alationcloud.com?token=" + "Zk3" * 12 + " x",
+        "https://" + "Zk3" * 12 + ".alationcloud.com:99999",
+    ],
+)
+def test_a_token_pasted_into_the_host_is_never_echoed(host) -> None:
+    with pytest.raises(SettingsError) as excinfo:
+        from_conn(host=host)
+    assert "host: the value (not shown: it may contain a token)" in str(excinfo.value)
+    assert "Zk3Zk3Zk3" not in str(excinfo.value)
