@@ -1,0 +1,23 @@
+"""Tagged, but the connection's extra has dags.exclude naming it: never sent."""
+
+from __future__ import annotations
+
+import pendulum
+from airflow.providers.postgres.hooks.postgres import PostgresHook
+from airflow.sdk import DAG, task
+
+CONN_ID = "deploy_pg"
+
+with DAG(
+    dag_id="deploy_hook_excluded",
+    start_date=pendulum.datetime(2024, 1, 1, tz="UTC"),
+    schedule=None,
+    catchup=False,
+    tags=["alation"],
+):
+
+    @task
+    def copy_a_to_b() -> None:
+        PostgresHook(postgres_conn_id=CONN_ID).run("INSERT INTO b SELECT * FROM a")
+
+    copy_a_to_b()
