@@ -44,6 +44,19 @@ def transport_conn_id() -> str:
     return str((found or {}).get("conn_id") or DEFAULT_CONN_ID)
 
 
+def may_use_alation() -> bool:
+    """False only when the OpenLineage configuration certainly does not name AlationTransport
+    (a transport JSON without it and no config file or connection that could)."""
+    from airflow.configuration import conf
+
+    if conf.get("openlineage", "config_path", fallback="") or os.environ.get("OPENLINEAGE_CONFIG"):
+        return True
+    if conf.get("openlineage", "config_conn_id", fallback=""):
+        return True
+    raw = conf.get("openlineage", "transport", fallback="") or ""
+    return TRANSPORT_PATH in raw
+
+
 def selective_enable() -> bool:
     """``[openlineage] selective_enable``: only DAGs passed to OpenLineage's ``enable_lineage`` emit."""
     from airflow.configuration import conf

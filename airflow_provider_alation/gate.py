@@ -9,12 +9,12 @@ the transport read its settings (the Airflow connection):
 2. :func:`selection_reason` - its job type is not skipped (``skip_job_types``), and it is opted in
    (tag, helper, ``dags.include``) and not excluded (``dags.exclude``).
 
-Selection by pattern: a pattern selects an event when it matches the job's own name, its parent
-job's name or its root job's name (the run's ``parent`` facet). For Airflow that means a dag_id
-pattern selects every event of the DAG: a task's job (``<dag_id>.<task_id>``) has the DAG as its
-parent, and the per-query jobs of SQL run through a hook (``<dag_id>.<task_id>.query.<n>``) have the
-task as parent and the DAG as root. Outside Airflow, ``dbt-run-<project>`` or a Spark application's
-name selects all of its jobs.
+Selection by pattern: for Airflow events a pattern matches the event's own dag_id (the ``airflow``
+run facet's; for the per-query jobs of SQL run through a hook, ``<dag_id>.<task_id>.query.<n>``,
+which carry no airflow facet, the DAG of the task the emitting process runs). For events from
+outside Airflow it matches the job's own name, its parent job's name or its root job's name (the
+run's ``parent`` facet), so ``dbt-run-<project>`` or a Spark application's name selects all of its
+jobs.
 
 Each returns ``None`` when the event passes, else a short reason used in logs, metrics and the
 transport's :class:`~airflow_provider_alation.delivery.Outcome`.
@@ -151,23 +151,52 @@ def _literal_list(text: str) -> Any:
         return []
 
 
+#: The task a task process runs, as the plugin recorded it: (dag_id, task_id, DAG tags).
+TaskOfProcess = tuple[str, str, Collection[str]]
+
+
+def _parent_name(event: Any) -> str:
+    return _name(_get(_get(_get(_get(event, "run"), "facets") or {}, "parent"), "job"))
+
+
+def airflow_dag_id(event: Any, task: TaskOfProcess | None = None) -> str | None:
+    """The DAG an Airflow event belongs to: the ``airflow`` facet's dag_id (task events), else, for
+    the per-query events of the task this process runs (job ``<dag>.<task>.query.<n>``, parent
+    ``<dag>.<task>``), that task's DAG. None for events from outside Airflow."""
+    dag_id = _get(_get(_get(_get(_get(event, "run"), "facets") or {}, "airflow"), "dag"), "dag_id")
+    if isinstance(dag_id, str) and dag_id:
+        return dag_id[:_MAX_NAME]
+    if task is not None:
+        own = f"{task[0]}.{task[1]}"
+        if _parent_name(event) == own or _name(_get(event, "job")).startswith(own + ".query."):
+            return task[0]
+    return None
+
+
 def selection_reason(
     event: Any,
     dags: DagSelection,
     opt_in_tag: str,
     skip_job_types: Collection[str] = (),
-    context_tags: Iterable[str] = (),
+    task: TaskOfProcess | None = None,
 ) -> str | None:
     """Why this event is not sent although it carries lineage, or None when it is.
 
-    ``context_tags``: the tags of the DAG this event belongs to when the event does not carry them
-    itself (per-query events of SQL run through a hook), as the task's own process knows them.
+    An Airflow event is selected by its own DAG: patterns match the dag_id (not the root of a DAG
+    another one triggered, nor a task's name), and the DAG's tags count, also for per-query events
+    that carry none (``task`` supplies them). Other events are matched by job, parent and root name.
     """
     if skip_job_types and job_type(event) in skip_job_types:
         return JOB_TYPE_SKIPPED
     tags = tags_of(event)
-    tags.update(context_tags)
-    return names_reason(job_names(event) or (dag_id_of(event),), tags, dags, opt_in_tag)
+    dag_id = airflow_dag_id(event, task)
+    if dag_id is not None:
+        if task is not None and task[0] == dag_id:
+            tags.update(task[2])
+        names: tuple[str, ...] = (dag_id,)
+    else:
+        names = job_names(event) or (dag_id_of(event),)
+    return names_reason(names, tags, dags, opt_in_tag)
 
 
 def dag_reason(event: Any, dags: DagSelection, opt_in_tag: str) -> str | None:

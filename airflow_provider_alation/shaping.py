@@ -9,7 +9,7 @@ run id and the datasets are never removed. Above ``max_event_bytes`` facets go i
    Airflow facet's operator details), largest first;
 3. last, the facets Alation shows, in this order: ``columnLineage``, ``sql``, ``schema``,
    ``symlinks``, ``dataSource``, then ``airflow``, ``processing_engine``, ``nominalTime``,
-   ``parent``, ``jobType``.
+   ``parent``, ``tags``, ``jobType``.
 
 An event still above the cap with all of them gone is reported as such (:attr:`Shaped.size`); the
 transport then does not POST it. Odd structures (a facet that is a string or a list, ``symlinks``
@@ -60,6 +60,7 @@ SHOWN_LAST: tuple[tuple[str, str], ...] = (
     ("run", "processing_engine"),
     ("run", "nominalTime"),
     ("run", "parent"),
+    ("job", "tags"),
     ("job", "jobType"),
 )
 _SHOWN_RANK = {item: rank for rank, item in enumerate(SHOWN_LAST)}
@@ -149,27 +150,25 @@ def _rule_applied(resolution: Resolution) -> bool:
 
 
 def _rewrite(rewrite: _Rewriter, event: dict[str, Any]) -> None:
-    datasets = list(_datasets(event))
-    for dataset in datasets:  # datasets' own namespaces first: they decide for the symlinks
+    # A dataset dict held twice in a caller's event is rewritten once, not resolved again.
+    datasets = list({id(d): d for d in _datasets(event)}.values())
+    symlinks: list[dict[str, Any]] = []
+    for dataset in datasets:  # every namespace but the symlinks' first: they decide for the symlinks
         dataset["namespace"] = rewrite(dataset.get("namespace"))
-    for dataset in datasets:
         facets = _facets(dataset)
         for column in _dicts(list(_facets(_facets(facets, "columnLineage"), "fields").values())):
             for input_field in _dicts(column.get("inputFields")):
                 input_field["namespace"] = rewrite(input_field.get("namespace"))
-        column_lineage = facets.get("columnLineage")
-        for input_field in _dicts(
-            column_lineage.get("dataset") if isinstance(column_lineage, dict) else None
-        ):
+        for input_field in _dicts(_facets(facets, "columnLineage").get("dataset")):
             input_field["namespace"] = rewrite(input_field.get("namespace"))
         source = facets.get("dataSource")
         if isinstance(source, dict):
             if isinstance(source.get("name"), str) and "://" in source["name"]:
                 source["name"] = rewrite(source["name"])
             source["uri"] = rewrite.rewrite_uri(source.get("uri"))
-        symlinks = facets.get("symlinks")
-        for identifier in _dicts(symlinks.get("identifiers") if isinstance(symlinks, dict) else None):
-            identifier["namespace"] = rewrite(identifier.get("namespace"), symlink=True)
+        symlinks.extend(_dicts(_facets(facets, "symlinks").get("identifiers")))
+    for identifier in {id(i): i for i in symlinks}.values():
+        identifier["namespace"] = rewrite(identifier.get("namespace"), symlink=True)
 
 
 def rewrite_namespaces(event: dict[str, Any], resolve: Resolve) -> list[Resolution]:

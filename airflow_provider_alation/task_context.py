@@ -53,8 +53,6 @@ def in_forked_emitter() -> bool:
     return _current is not None and _current.pid != os.getpid()
 
 
-def tags_for(names: Iterable[str]) -> frozenset[str]:
-    """The current task's DAG tags when one of an event's job names (job, parent, root) is its DAG."""
-    if _current is None:
-        return frozenset()
-    return _current.tags if _current.dag_id in set(names) else frozenset()
+def current_task() -> tuple[str, str, frozenset[str]] | None:
+    """(dag_id, task_id, DAG tags) of the task this process (or its parent) runs, for the gate."""
+    return None if _current is None else (_current.dag_id, _current.task_id, _current.tags)

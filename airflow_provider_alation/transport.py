@@ -146,7 +146,7 @@ class AlationTransport(Transport):
             settings.dags,
             settings.opt_in_tag,
             settings.skip_job_types,
-            task_context.tags_for(gate.job_names(event)),
+            task_context.current_task(),
         )
         if reason:
             return _skipped(event, reason)
@@ -224,10 +224,12 @@ class AlationTransport(Transport):
             job_name,
             detail,
             where,
-            "raise max_event_bytes and run `airflow-alation replay --dead` to send it."
+            "dry_run is on, so nothing is kept or sent."
+            if settings.dry_run
+            else "`airflow-alation replay --dead` sends it as it is, if Alation accepts an event that large."
             if problem == "too_large"
             else "please report this with the event (debug log); `airflow-alation replay --dead` sends it "
-            "once a fixed version can shape it.",
+            "as it was kept.",
         )
         return Outcome(problem, None, detail)  # type: ignore[arg-type]
 
@@ -319,10 +321,11 @@ class AlationTransport(Transport):
 
     def prepare(self) -> None:
         """Read the settings now, in this process (the plugin calls it in the task process before
-        the OpenLineage provider forks the emitting child, which then inherits them)."""
-        self.settings()
+        the OpenLineage provider forks the emitting child, which then inherits them). Quietly: an
+        invalid connection is reported when an event with lineage needs it, not for every task."""
+        self.settings(report=False)
 
-    def settings(self) -> AlationSettings | None:
+    def settings(self, report: bool = True) -> AlationSettings | None:
         """The validated settings (cached for a minute); None, logged once, when they are invalid.
 
         A child forked off a task process to emit uses what the task process read (see
@@ -345,7 +348,7 @@ class AlationTransport(Transport):
                         self._sender, self._bearer, self._outbox = None, None, None
                     self._settings, self._settings_error = settings, None
                 self._loaded_at = time.monotonic()
-            if self._settings_error is not None:
+            if self._settings_error is not None and report:
                 self._log_once(
                     str(self._settings_error),
                     logging.ERROR,

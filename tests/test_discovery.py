@@ -355,4 +355,6 @@ def test_short_host_match_is_sent_but_flagged_and_credentials_redacted(
     warnings = [r.getMessage() for r in alation_logs.records if r.levelno == logging.WARNING]
     assert any("by its short host name only" in w and '"pgprod:5432"' in w for w in warnings), warnings
     assert "s3cr3t-pw" not in alation_logs.text
-    assert "postgres://***@pgprod:5432" in alation_logs.text
+    # the credentials are stripped before resolution: the log names the namespace without them
+    assert "namespace postgres://pgprod:5432 -> postgres://pgprod.corp.example.com:5432" in alation_logs.text
+    assert "s3cr3t-pw" not in json.dumps(fake_alation.events)

@@ -151,12 +151,42 @@ def test_outside_airflow_a_parent_name_selects_all_its_jobs() -> None:
 
 def test_untagged_child_is_opted_in_by_its_dags_tags_from_the_task_context() -> None:
     none = DagSelection()
+    task = ("etl", "load", frozenset({"alation"}))
     assert gate.selection_reason(_child(), none, "alation") == gate.NOT_OPTED_IN
-    assert gate.selection_reason(_child(), none, "alation", context_tags={"alation"}) is None
+    assert gate.selection_reason(_child(), none, "alation", task=task) is None
     # exclude still wins
-    assert gate.selection_reason(_child(), DagSelection(exclude=("etl",)), "alation", (), {"alation"}) == (
-        gate.EXCLUDED
+    assert (
+        gate.selection_reason(_child(), DagSelection(exclude=("etl",)), "alation", task=task) == gate.EXCLUDED
     )
+    # another task's process says nothing about this event
+    assert gate.selection_reason(_child(), none, "alation", task=("etl", "other", {"alation"})) == (
+        gate.NOT_OPTED_IN
+    )
+
+
+def test_a_dag_triggered_by_another_is_selected_by_its_own_id_and_tags() -> None:
+    """TriggerDagRunOperator puts the triggering DAG into the run's conf, so the triggered DAG's
+    events name it as root: patterns on the triggering DAG must not select or exclude them."""
+    child = _child(job="child.load.query.1", parent="child.load", root="upstream")
+    task = ("child", "load", frozenset({"alation"}))
+    assert gate.selection_reason(child, DagSelection(), "alation", task=task) is None
+    assert gate.selection_reason(child, DagSelection(exclude=("upstream",)), "alation", task=task) is None
+    untagged = ("child", "load", frozenset())
+    assert gate.selection_reason(child, DagSelection(include=("upstream",)), "a", task=untagged) == (
+        gate.NOT_OPTED_IN
+    )
+    assert gate.selection_reason(child, DagSelection(include=("child",)), "a", task=untagged) is None
+    # a task event: its airflow facet names its DAG
+    task_event = _child(job="child.load", parent="child", root="upstream")
+    task_event["run"]["facets"]["airflow"] = {"dag": {"dag_id": "child", "tags": "['alation']"}}
+    assert gate.selection_reason(task_event, DagSelection(exclude=("upstream",)), "alation") is None
+
+
+def test_a_dag_id_pattern_does_not_match_task_names() -> None:
+    event = _child(job="etl.load_test", parent="etl", root="etl")
+    event["run"]["facets"]["airflow"] = {"dag": {"dag_id": "etl", "tags": "['alation']"}}
+    assert gate.selection_reason(event, DagSelection(exclude=("*_test",)), "alation") is None
+    assert gate.selection_reason(event, DagSelection(include=("*_test",)), "other") == gate.NOT_OPTED_IN
 
 
 @pytest.mark.parametrize(

@@ -42,35 +42,48 @@ class StartupCheck:
 
 def _alation_transports() -> list[Any]:
     """The AlationTransport instances of the client the OpenLineage provider emits with, built here
-    (no I/O: transports read nothing when constructed) so that the forked child inherits them."""
+    (no I/O: transports read nothing when constructed) so that the forked child inherits them.
+
+    Only when the configuration may name AlationTransport: other transports are not built here,
+    since some are not fork-safe when built before the fork (Kafka's producer)."""
     from airflow.providers.openlineage import conf as ol_conf
 
-    if ol_conf.is_disabled():
+    from airflow_provider_alation.configuration import alation_transports, may_use_alation
+
+    if ol_conf.is_disabled() or not may_use_alation():
         return []
     from airflow.providers.openlineage.plugins.listener import get_openlineage_listener
-
-    from airflow_provider_alation.configuration import alation_transports
 
     client = get_openlineage_listener().adapter.get_or_create_openlineage_client()
     return alation_transports(client.transport)
 
 
+def _prepare(task_instance: Any) -> None:
+    # The API server calls these hooks too (a task marked by hand): not a task process.
+    if type(task_instance).__name__ != "RuntimeTaskInstance":
+        return
+    try:
+        task = getattr(task_instance, "task", None)
+        dag = getattr(task, "dag", None)
+        task_context.set_current(task_instance.dag_id, task_instance.task_id, getattr(dag, "tags", ()))
+        for transport in _alation_transports():
+            transport.prepare()
+    except Exception:  # never let lineage touch the task
+        log.warning("Alation lineage: could not prepare the transport in the task process", exc_info=True)
+
+
 class TaskContextRecorder:
-    """Runs first among the success listeners, in the task's own process."""
+    """Runs first among the listeners of a task's end, in the task's own process, before the
+    OpenLineage provider forks the child that emits the task's events (COMPLETE for a successful
+    task, and for a task that skipped itself, with its per-query events either way)."""
 
     @hookimpl(tryfirst=True)
     def on_task_instance_success(self, previous_state: Any, task_instance: Any, *args: Any) -> None:
-        # The API server calls this too (a task marked successful by hand): not a task process.
-        if type(task_instance).__name__ != "RuntimeTaskInstance":
-            return
-        try:
-            task = getattr(task_instance, "task", None)
-            dag = getattr(task, "dag", None)
-            task_context.set_current(task_instance.dag_id, task_instance.task_id, getattr(dag, "tags", ()))
-            for transport in _alation_transports():
-                transport.prepare()
-        except Exception:  # never let lineage touch the task
-            log.warning("Alation lineage: could not prepare the transport in the task process", exc_info=True)
+        _prepare(task_instance)
+
+    @hookimpl(tryfirst=True)
+    def on_task_instance_skipped(self, previous_state: Any, task_instance: Any, *args: Any) -> None:
+        _prepare(task_instance)
 
 
 class AlationPlugin(AirflowPlugin):
