@@ -12,14 +12,28 @@ executor pods).
     claimed/<entry>@<claimed_ms>-<n>[-dead].json  being sent by one process (its claim; its age is
                                           the file's mtime, touched when claimed)
     dead/<entry>.json + <entry>.reason.json  refused by Alation for good, with the reason
+    quarantine/<name>                    what this provider did not write, never sent (see below)
+    .entry-key                           the random key the entries are authenticated with (0600)
 
-``<entry>`` is ``<queued_ns>-<random>-<bytes>``: ordered by age, unique, its size in the name so
-the caps need no ``stat``. Every move is one ``rename``, atomic on a local or shared (NFS) file
+``<entry>`` is ``<queued_ns>-<random>-<mac>-<bytes>``: ordered by age, unique, its size in the name
+so the caps need no ``stat``. Every move is one ``rename``, atomic on a local or shared (NFS) file
 system, so of several processes or machines claiming the same file exactly one wins. A claim
 older than the lease (its owner died, e.g. SIGKILL mid-send) goes back to ``pending``. Above the
 caps, the oldest waiting entries (pending or dead) are dropped.
 Files are written atomically (temporary file, fsync, rename; mode 0600); they hold the event,
 never the token.
+
+The disk is not trusted blindly: an entry is sent with the token only if it is a regular file this
+provider wrote. ``<mac>`` is an HMAC-SHA256 (first 128 bits, hex) over the rest of the name and the
+file's bytes, keyed by ``.entry-key`` (32 random bytes made once, beside the folders). It is in the
+name rather than in the file so that ``put`` stays one atomic write, a move keeps it, and every
+entry stays the exact JSON event (to inspect, or to send by hand). A claim reads the file without
+following a symbolic link, without blocking (a FIFO), only if it is a regular file of at most its
+size in the name (capped at ``max_bytes``); an entry that fails any of this, or whose code does not
+verify (planted, or written by a version before entries were signed), is moved to ``quarantine/``
+(never sent, never deleted), logged with the reason and counted, and the replay goes on. Folders
+are checked once per instance: a symbolic link, a foreign owner, or group/world-writable is refused
+with :class:`~airflow_provider_alation.disk.UnsafeDirectory`, whose message names the fix.
 """
 
 from __future__ import annotations
@@ -29,13 +43,22 @@ import json
 import logging
 import os
 import secrets
+import stat
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Protocol
 
-from airflow_provider_alation.disk import atomic_write
+from airflow_provider_alation.disk import (
+    UntrustedFile,
+    atomic_write,
+    check_private_dir,
+    kind_of,
+    load_secret,
+    mac,
+    read_regular_file,
+)
 from airflow_provider_alation.settings import AlationSettings
 
 log = logging.getLogger(__name__)
@@ -44,6 +67,12 @@ State = Literal["pending", "claimed", "dead"]
 Verdict = Literal["sent", "retry", "dead"]
 #: How much of Alation's answer is kept with a dead letter.
 RESPONSE_HEAD_BYTES = 512
+#: The key file, in ``spool_dir``; hex digits of the authentication code kept in an entry's name.
+KEY_FILE = ".entry-key"
+MAC_HEX = 32
+_MAC_DOMAIN = b"airflow-provider-alation/outbox-entry/v1"
+#: Dead-letter reasons above this size are not read.
+REASON_MAX_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -89,8 +118,31 @@ class Outbox(Protocol):
         """Every entry (of one state), oldest first."""
 
 
-def _entry_name(size: int) -> str:
-    return f"{time.time_ns():020d}-{secrets.token_hex(6)}-{size}"
+def _entry_code(key: bytes, stem: str, body: bytes) -> str:
+    return mac(key, _MAC_DOMAIN, stem.encode(), body)[:MAC_HEX]
+
+
+def _entry_name(key: bytes, body: bytes) -> str:
+    queued, nonce = f"{time.time_ns():020d}", secrets.token_hex(6)
+    code = _entry_code(key, f"{queued}-{nonce}-{len(body)}", body)
+    return f"{queued}-{nonce}-{code}-{len(body)}"
+
+
+def _is_hex(text: str) -> bool:
+    return all(c in "0123456789abcdef" for c in text)
+
+
+def _signed_parts(entry: str) -> tuple[str, str, int] | None:
+    """(the signed stem, the code, the size) of a well-formed entry name, else None."""
+    parts = entry.split("-")
+    if len(parts) != 4:
+        return None
+    queued, nonce, code, size = parts
+    if not (
+        queued.isdigit() and size.isdigit() and len(code) == MAC_HEX and _is_hex(code) and _is_hex(nonce)
+    ):
+        return None
+    return f"{queued}-{nonce}-{size}", code, int(size)
 
 
 def _entry_of(name: str) -> str:
@@ -134,42 +186,76 @@ class LocalOutbox:
         self.pending = self.dir / "pending"
         self.claimed = self.dir / "claimed"
         self.dead = self.dir / "dead"
+        self.quarantine = self.dir / "quarantine"
         self.max_events = max_events
         self.max_bytes = max_bytes
         self.lease_seconds = lease_seconds
+        #: Entries this instance moved to ``quarantine/`` (the replay reports them).
+        self.quarantined = 0
+        self._key: bytes | None = None
 
     def __repr__(self) -> str:
         return f"LocalOutbox({str(self.dir)!r})"
 
-    def _ensure(self) -> None:
+    def _ready(self, create: bool = True) -> bool:
+        """Check the folders (once per instance) and load the key; False if there is no outbox yet
+        and ``create`` is false. Raises :class:`~airflow_provider_alation.disk.UnsafeDirectory`."""
+        if self._key is not None:
+            return True
+        if not check_private_dir(self.dir, "outbox directory (spool_dir)", create=create):
+            return False
         for folder in (self.pending, self.claimed, self.dead):
-            folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+            check_private_dir(folder, "outbox folder")
+        self._key = load_secret(self.dir / KEY_FILE)
+        return True
+
+    def _ensure(self) -> bytes:
+        self._ready()
+        assert self._key is not None
+        return self._key
 
     def _claim_path(self, entry: str, dead: bool = False) -> Path:
         marker = "-dead" if dead else ""
         return self.claimed / f"{entry}@{int(time.time() * 1000)}-{secrets.token_hex(3)}{marker}.json"
 
     @staticmethod
-    def _names(folder: Path) -> list[str]:
+    def _scan(folder: Path) -> tuple[list[str], list[str]]:
+        """The ``*.json`` names in ``folder``: (regular files, anything else). The file type comes
+        from the directory listing itself (no ``stat`` on local file systems)."""
+        regular: list[str] = []
+        strays: list[str] = []
         try:
             with os.scandir(folder) as entries:
-                return [e.name for e in entries if e.name.endswith(".json") and not e.name.startswith(".")]
+                for e in entries:
+                    if e.name.endswith(".json") and not e.name.startswith("."):
+                        try:
+                            is_file = e.is_file(follow_symlinks=False)
+                        except OSError:
+                            is_file = False
+                        (regular if is_file else strays).append(e.name)
         except FileNotFoundError:
-            return []
+            pass
+        return regular, strays
+
+    @classmethod
+    def _names(cls, folder: Path) -> list[str]:
+        """The regular ``*.json`` files in ``folder`` (anything else is ignored, then quarantined)."""
+        return cls._scan(folder)[0]
 
     def _events(self, folder: Path) -> list[str]:
         return [n for n in self._names(folder) if not n.endswith(".reason.json")]
 
     # -- put -----------------------------------------------------------------------------------
     def put(self, body: bytes) -> Claim:
-        self._ensure()
-        entry = _entry_name(len(body))
+        entry = _entry_name(self._ensure(), body)
         path = self._claim_path(entry)
         atomic_write(path, body)
         return Claim(entry, body, path)
 
     def enforce_caps(self) -> Dropped:
         """Drop the oldest waiting entries (pending or dead) while the outbox is over a cap."""
+        if not self._ready(create=False):
+            return Dropped(0, 0)
         pending, dead = self._events(self.pending), self._events(self.dead)
         claimed = self._names(self.claimed)
         count = len(pending) + len(dead) + len(claimed)
@@ -213,9 +299,11 @@ class LocalOutbox:
         """Claims older than the lease (their owner died) go back where they came from; stray
         temporary files of killed writers are removed. Returns how many claims were put back."""
         lease = self.lease_seconds if lease_seconds is None else lease_seconds
+        if not self._ready(create=False):
+            return 0
         try:
             with os.scandir(self.claimed) as entries:
-                names = [(e.name, e.stat().st_mtime) for e in entries]
+                names = [(e.name, e.stat(follow_symlinks=False).st_mtime) for e in entries]
         except FileNotFoundError:
             return 0
         if not names:  # the common case (every drain asks): no probe file to write and remove
@@ -246,14 +334,90 @@ class LocalOutbox:
         entry = _entry_of(name)
         target = self._claim_path(entry, dead)
         try:
-            os.utime(source)  # fresh mtime first: a claim is never born looking stale
+            try:  # fresh mtime first: a claim is never born looking stale
+                os.utime(source, follow_symlinks=False)
+            except FileNotFoundError:
+                raise
+            except OSError:
+                pass  # not ours to touch (it is quarantined below)
             os.rename(source, target)  # the one atomic step: exactly one claimer wins
-            body = target.read_bytes()
+            body = self._read_entry(entry, target)
         except FileNotFoundError:
+            return None
+        except UntrustedFile as exc:
+            self._quarantine(target, f"{folder.name}/{name}", exc.reason)
+            return None
+        except OSError as exc:  # claimed by us but unreadable (e.g. planted by root, mode 000)
+            self._quarantine(target, f"{folder.name}/{name}", f"it cannot be read ({exc.strerror or exc})")
             return None
         return Claim(entry, body, target, was_dead=dead)
 
+    def _read_entry(self, entry: str, path: Path) -> bytes:
+        """The bytes of an entry this provider wrote, else :class:`UntrustedFile` with the reason."""
+        key = self._ensure()
+        parts = _signed_parts(entry)
+        if parts is None:
+            info = os.lstat(path)  # a FIFO, a link or a directory is named as such, not as unsigned
+            if not stat.S_ISREG(info.st_mode):
+                raise UntrustedFile(path, f"{kind_of(info.st_mode)}, not a regular file")
+            raise UntrustedFile(
+                path,
+                "it has no authentication code in its name: planted, or written by a version of this "
+                "provider before entries were signed (those are not trusted either)",
+            )
+        stem, code, size = parts
+        if size > self.max_bytes:
+            raise UntrustedFile(path, f"its size {size} is above outbox_max_bytes={self.max_bytes}")
+        body = read_regular_file(path, size)
+        if len(body) != size or not secrets.compare_digest(_entry_code(key, stem, body), code):
+            raise UntrustedFile(path, "its authentication code does not verify: not written by this provider")
+        return body
+
+    def _quarantine(self, path: Path, was: str, reason: str) -> None:
+        """Move ``path`` (not sent) to ``quarantine/``, log why with the fix, count it."""
+        moved_to = self.quarantine / f"{time.time_ns()}-{secrets.token_hex(3)}-{path.name}"
+        try:
+            check_private_dir(self.quarantine, "outbox folder")
+            os.rename(path, moved_to)
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            log.error(
+                "Alation lineage: outbox entry %s in %s is not sent (%s) and could not be quarantined: %s",
+                was,
+                self.dir,
+                reason,
+                exc,
+            )
+            return
+        self.quarantined += 1
+        log.warning(
+            "Alation lineage: outbox entry %s in %s was not sent and is now in %s: %s. Only regular files "
+            "this provider wrote are sent with the token. Fix: look at it there and delete it; if it was "
+            "planted, find who can write to %s (it must be yours, mode 700)",
+            was,
+            self.dir,
+            moved_to,
+            reason,
+            self.dir,
+        )
+
+    def sweep(self, dead: bool = False) -> int:
+        """Quarantine what is not a regular file in ``pending/`` (or ``dead/``): a directory, FIFO,
+        symbolic link or device named ``*.json``. Returns how many were moved."""
+        if not self._ready(create=False):
+            return 0
+        folder = self.dead if dead else self.pending
+        before = self.quarantined
+        for name in self._scan(folder)[1]:
+            with contextlib.suppress(OSError):
+                kind = kind_of(os.lstat(folder / name).st_mode)
+                self._quarantine(folder / name, f"{folder.name}/{name}", f"{kind}, not a regular file")
+        return self.quarantined - before
+
     def claim(self, limit: int, *, dead: bool = False, entries: Sequence[str] | None = None) -> list[Claim]:
+        if not self._ready(create=False):
+            return []
         folder = self.dead if dead else self.pending
         names = [f"{e}.json" for e in entries] if entries is not None else sorted(self._events(folder))
         claims: list[Claim] = []
@@ -302,6 +466,8 @@ class LocalOutbox:
             ("claimed", self.claimed),
             ("dead", self.dead),
         )
+        if not self._ready(create=False):
+            return infos
         for folder_state, folder in folders:
             if state is not None and folder_state != state:
                 continue
@@ -310,11 +476,15 @@ class LocalOutbox:
                 reason = None
                 if folder_state == "dead":
                     with contextlib.suppress(OSError, ValueError):
-                        reason = json.loads((self.dead / f"{entry}.reason.json").read_bytes())
+                        data = read_regular_file(self.dead / f"{entry}.reason.json", REASON_MAX_BYTES)
+                        loaded = json.loads(data)
+                        reason = loaded if isinstance(loaded, dict) else None
                 infos.append(EntryInfo(entry, folder_state, _size_of(entry), _queued_at(entry), reason))
         return sorted(infos, key=lambda info: info.entry)
 
     def counts(self) -> dict[str, int]:
+        if not self._ready(create=False):
+            return {"pending": 0, "claimed": 0, "dead": 0}
         return {
             "pending": len(self._events(self.pending)),
             "claimed": len(self._names(self.claimed)),
