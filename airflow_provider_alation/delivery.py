@@ -4,6 +4,9 @@ I/O edge. ``requests`` does the HTTP, ``tenacity`` the retry policy (exponential
 jitter, ``Retry-After`` honoured, never past the deadline). Because a server that accepts the
 connection and then answers one byte at a time defeats per-socket timeouts, the attempts run in a
 daemon thread and :meth:`Sender.post` stops waiting at the deadline whatever the network does.
+That thread is bounded too (see :mod:`~airflow_provider_alation.network`): its request ends at most
+:func:`late_answer_seconds` after the budget, reading at most 64 KiB of the answer, and a Sender has at
+most one such abandoned request in flight (a later event meanwhile is left in the outbox for replay).
 
 Outcomes:
 - ``sent``: 2xx;
@@ -14,14 +17,12 @@ Outcomes:
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import http.client
 import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Literal, TypeVar
@@ -29,14 +30,17 @@ from typing import Literal, TypeVar
 import requests
 from tenacity import RetryCallState, Retrying, retry_if_result
 
+from airflow_provider_alation import network
+from airflow_provider_alation.masking import redact
 from airflow_provider_alation.settings import AlationSettings
 from airflow_provider_alation.tokens import BearerToken
 
 log = logging.getLogger(__name__)
 
 #: ``skipped``: the gate dropped the event (``detail`` is the reason); ``too_large``: above
-#: ``max_event_bytes`` after trimming, not sent (dead-lettered); the rest are delivery verdicts.
-Kind = Literal["sent", "retry", "rejected", "skipped", "too_large"]
+#: ``max_event_bytes`` after trimming, and ``unshapeable``: a structure shaping failed on; both are
+#: dead-lettered unsent. The rest are delivery verdicts.
+Kind = Literal["sent", "retry", "rejected", "skipped", "too_large", "unshapeable"]
 #: Worth retrying: 408, 425, 429 and every 5xx (Alation's contract: back off on 429 and 5xx).
 TRANSIENT_STATUS = frozenset({408, 425, 429, *range(500, 600)})
 AUTH_STATUS = frozenset({401, 403})
@@ -45,6 +49,11 @@ RESPONSE_HEAD_BYTES = 512
 #: How long connection errors and timeouts are retried within one send (other transient answers,
 #: 429 and 5xx, are retried for the whole time budget).
 NETWORK_RETRY_SECONDS = 1.0
+#: A request abandoned at the end of the budget may still complete (its late answer settles the
+#: event) for at most max(this, timeout x OVERALL_TIMEOUT_FACTOR) seconds more; then it is closed.
+LATE_ANSWER_SECONDS = 10.0
+#: A later event waits at most this share of its budget for the Sender's abandoned request to end.
+INFLIGHT_WAIT_SHARE = 0.5
 T = TypeVar("T")
 
 
@@ -81,11 +90,18 @@ def retry_after_seconds(response: requests.Response) -> float | None:
         return None
 
 
-def classify_response(response: requests.Response) -> Outcome:
+def late_answer_seconds(timeout: float) -> float:
+    return max(LATE_ANSWER_SECONDS, timeout * network.OVERALL_TIMEOUT_FACTOR)
+
+
+def classify_response(response: requests.Response, secrets: Iterable[str | None] = ()) -> Outcome:
+    """The verdict on an answer; text kept from it is redacted of ``secrets`` and token-like values."""
     outcome = _classify(response)
+    if outcome.kind != "sent":
+        outcome = dataclasses.replace(outcome, detail=redact(outcome.detail, secrets))
     if outcome.kind != "sent" and response.content:
         head = response.content[:RESPONSE_HEAD_BYTES].decode("utf-8", "replace")
-        outcome = dataclasses.replace(outcome, response_head=head)
+        outcome = dataclasses.replace(outcome, response_head=redact(head, secrets))
     return outcome
 
 
@@ -144,6 +160,8 @@ def classify_exception(exc: BaseException) -> Outcome:
         return Outcome(
             "rejected", None, f"{type(exc).__name__}: check the token and the URL", problem="rejected"
         )
+    if isinstance(exc, network.ResponseTooLarge):
+        return Outcome("retry", None, _short(exc), problem="server")
     if isinstance(exc, requests.exceptions.SSLError):
         return Outcome(
             "retry",
@@ -165,33 +183,8 @@ def classify_exception(exc: BaseException) -> Outcome:
     return Outcome("retry", None, f"{type(exc).__name__}: {_short(exc)}", problem="unreachable")
 
 
-_QUIET_LOCK = threading.Lock()
-_quiet_depth = 0
-_saved_debuglevel = 0
-
-
-@contextlib.contextmanager
-def _quiet_http_client() -> Iterator[None]:
-    """``http.client`` debug output off while any request of ours is in flight: it would print the
-    Authorization header. Reference-counted, so overlapping requests (an abandoned one finishing
-    while the next runs) never switch it back on under each other."""
-    global _quiet_depth, _saved_debuglevel
-    with _QUIET_LOCK:
-        if _quiet_depth == 0:
-            _saved_debuglevel = http.client.HTTPConnection.debuglevel
-            http.client.HTTPConnection.debuglevel = 0
-        _quiet_depth += 1
-    try:
-        yield
-    finally:
-        with _QUIET_LOCK:
-            _quiet_depth -= 1
-            if _quiet_depth == 0:
-                http.client.HTTPConnection.debuglevel = _saved_debuglevel
-
-
 def _short(exc: BaseException) -> str:
-    text = str(exc)
+    text = redact(str(exc))
     return text if len(text) <= 300 else text[:300] + "..."
 
 
@@ -252,7 +245,7 @@ class Sender:
         bearer: Callable[[], str],
         timeout: float,
         verify: bool | str = True,
-        session_factory: Callable[[], requests.Session] = requests.Session,
+        session_factory: Callable[[], requests.Session] = network.new_session,
     ) -> None:
         self.url = url
         self._bearer = bearer
@@ -261,6 +254,8 @@ class Sender:
         self._session_factory = session_factory
         self._http: requests.Session | None = None
         self._lock = threading.Lock()
+        #: The delivery thread of the last :meth:`post` (at most one is left running abandoned).
+        self._inflight: threading.Thread | None = None
 
     def __repr__(self) -> str:
         return f"Sender(url={self.url!r}, timeout={self.timeout})"
@@ -278,8 +273,8 @@ class Sender:
                 self._http.close()
                 self._http = None
 
-    def _attempt(self, body: bytes, deadline: float) -> Outcome:
-        outcome = self._attempt_once(body, deadline)
+    def _attempt(self, body: bytes, deadline: float, hard: float) -> Outcome:
+        outcome = self._attempt_once(body, deadline, hard)
         if (
             outcome.problem == "auth"
             and outcome.status in AUTH_STATUS
@@ -287,37 +282,44 @@ class Sender:
         ):
             # A minted access token Alation no longer accepts (revoked, rotated): mint anew, once.
             self._bearer.forget()  # type: ignore[attr-defined]
-            outcome = self._attempt_once(body, deadline)
+            outcome = self._attempt_once(body, deadline, hard)
         return outcome
 
-    def _attempt_once(self, body: bytes, deadline: float) -> Outcome:
+    def _attempt_once(self, body: bytes, deadline: float, hard: float) -> Outcome:
+        """One POST: per-read timeouts within ``deadline``, the whole request (minting included)
+        ended by ``hard`` (the deadline itself, or later for a request :meth:`post` may abandon)."""
         remaining = deadline - time.monotonic()
         if remaining <= 0.05:
             return Outcome("retry", None, "time budget used up", problem="timeout")
         per_request = min(self.timeout, remaining)
         try:
-            bearer = self._bearer()
+            with network.within(hard):
+                bearer = self._bearer()
         except Exception as exc:  # noqa: BLE001 - e.g. a refresh token Alation refuses to exchange
             # A TokenError says whether Alation refused (auth) or could not be reached to mint one.
             return Outcome("retry", None, _short(exc), problem=getattr(exc, "problem", "auth"))
         try:
-            with _quiet_http_client():
-                response = self._session().post(
-                    self.url,
-                    data=body,
-                    headers={
-                        "Content-Type": "application/json",
-                        "Authorization": f"Bearer {bearer}",
-                        "User-Agent": USER_AGENT,
-                    },
-                    timeout=(per_request, per_request),
-                    verify=self.verify,
-                    allow_redirects=False,
-                )
-            response.close()
+            response = network.request(
+                self._session(),
+                "POST",
+                self.url,
+                timeout=per_request,
+                deadline=hard,
+                cap=network.SMALL_CAP_BYTES,
+                keep_head=True,  # the answer to an event: only its head is kept
+                data=body,
+                headers={
+                    "Content-Type": "application/json",
+                    "Authorization": f"Bearer {bearer}",
+                    "User-Agent": USER_AGENT,
+                },
+                verify=self.verify,
+                allow_redirects=False,
+            )
         except requests.RequestException as exc:
-            return classify_exception(exc)
-        return classify_response(response)
+            outcome = classify_exception(exc)
+            return dataclasses.replace(outcome, detail=redact(outcome.detail, (bearer,)))
+        return classify_response(response, (bearer,))
 
     def _retrying(self, deadline: float, started: float) -> Retrying:
         def deadline_of(outcome: Outcome) -> float:
@@ -335,15 +337,19 @@ class Sender:
             deadline_of=deadline_of,
         )
 
-    def post_blocking(self, body: bytes, deadline: float) -> Outcome:
-        """Attempts until sent, a permanent answer, or the deadline (in the calling thread)."""
+    def post_blocking(self, body: bytes, deadline: float, late: float = 0.0) -> Outcome:
+        """Attempts until sent, a permanent answer, or the deadline (in the calling thread).
+
+        Returns by ``deadline`` + ``late`` whatever the network does (``late`` > 0 only for
+        :meth:`post`, which may leave the last attempt to finish in its thread).
+        """
         started = time.monotonic()
         history: list[Outcome] = []
 
         def attempt() -> Outcome:
             if history and deadline - time.monotonic() <= 0.05:
                 return history[-1]  # report what went wrong, not that time then ran out
-            outcome = self._attempt(body, deadline)
+            outcome = self._attempt(body, deadline, deadline + late)
             history.append(outcome)
             return outcome
 
@@ -356,17 +362,33 @@ class Sender:
         """Post ``body``, returning within ``budget`` seconds whatever the network does.
 
         When the budget runs out with a request still in flight, the request is left to finish in
-        a daemon thread; ``on_late`` is called with its outcome if it ever completes.
+        a daemon thread, for at most :func:`late_answer_seconds`; ``on_late`` is called with its
+        outcome. While that request is in flight, a later call waits for it within its own budget
+        (at most :data:`INFLIGHT_WAIT_SHARE` of it), else returns a ``retry`` without sending: one
+        abandoned request per Sender at most, so threads and connections do not pile up.
         """
         started = time.monotonic()
         deadline = started + budget
+        with self._lock:
+            previous = self._inflight
+        if previous is not None and previous.is_alive():
+            previous.join(max(0.0, budget * INFLIGHT_WAIT_SHARE))
+            if previous.is_alive():
+                return Outcome(
+                    "retry",
+                    None,
+                    "the previous request to Alation is still waiting for its answer; not sending another "
+                    "one meanwhile",
+                    elapsed=time.monotonic() - started,
+                    problem="timeout",
+                )
         result: list[Outcome] = []
         lock = threading.Lock()
         abandoned = threading.Event()
 
         def run() -> None:
             try:
-                outcome = self.post_blocking(body, deadline)
+                outcome = self.post_blocking(body, deadline, late_answer_seconds(self.timeout))
             except Exception as exc:  # noqa: BLE001 - a sender bug must not escape a daemon thread
                 outcome = Outcome("retry", None, f"unexpected {type(exc).__name__}: {_short(exc)}")
             with lock:
@@ -376,6 +398,8 @@ class Sender:
                 on_late(outcome)
 
         worker = threading.Thread(target=run, name="alation-delivery", daemon=True)
+        with self._lock:
+            self._inflight = worker
         worker.start()
         worker.join(max(0.0, deadline - time.monotonic()))
         with lock:

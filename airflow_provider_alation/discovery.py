@@ -6,7 +6,8 @@ I/O edge. ``GET /integration/v1/datasource/`` (native sources) and ``/integratio
 retried with back-off inside a deadline.
 
 The OpenLineage provider emits each task event from a short-lived forked process, so the index
-lives in a JSON file under ``cache_dir`` (atomic replace, mode 0600): a process reuses it while it
+lives in a JSON file under ``cache_dir`` (atomic replace, mode 0600, behind a header line with an
+HMAC-SHA256 keyed by ``cache_dir/.cache-key``, so a planted file is not used): a process reuses it while it
 is younger than ``discovery_ttl``; one process at a time (a non-blocking ``flock``) refreshes it;
 when Alation's REST API fails, the stale file keeps being used, the failure is remembered for a
 few minutes so that other processes do not each spend their time budget on it, and the event
@@ -29,6 +30,7 @@ from urllib.parse import urljoin, urlsplit
 
 import requests
 
+from airflow_provider_alation import network
 from airflow_provider_alation.datasources import DataSource, DataSourceIndex
 from airflow_provider_alation.delivery import (
     TRANSIENT_STATUS,
@@ -37,7 +39,8 @@ from airflow_provider_alation.delivery import (
     retry_after_seconds,
     retrying_until,
 )
-from airflow_provider_alation.disk import atomic_write, cache_key
+from airflow_provider_alation.disk import atomic_write, cache_key, dir_key, read_regular_file, seal, unseal
+from airflow_provider_alation.masking import redact
 from airflow_provider_alation.settings import AlationSettings
 
 log = logging.getLogger(__name__)
@@ -51,6 +54,12 @@ MAX_PAGES = 10_000
 PARSER_VERSION = 1
 #: After a failed refresh, processes use the stale file for this long before trying again.
 FAILURE_BACKOFF_SECONDS = 300.0
+#: A data-source page is read in chunks up to this size, not further (1000 sources: ~0.5 MiB).
+MAX_PAGE_BYTES = 8 * 1024 * 1024
+#: Recorded as the failure before a refresh starts, replaced when it ends: a process killed while it
+#: waits for Alation (the OpenLineage provider kills its emitting child at 10 s) still makes the next
+#: processes back off instead of each starting the same hanging fetch.
+UNFINISHED = "the last refresh never finished (its process was killed or hung while reading Alation)"
 
 
 class DiscoveryError(RuntimeError):
@@ -73,16 +82,24 @@ class DataSourceClient:
     ) -> None:
         self.settings = settings
         self._token = token
-        self._session = session or requests.Session()
+        self._owns_session = session is None
+        self._session = session or network.new_session()
+        self._secrets: set[str] = set()  # the tokens used, redacted from any answer text kept
         self.requests_made = 0
 
     def __repr__(self) -> str:
         return f"DataSourceClient(url={self.settings.url!r})"
 
     def fetch(self, deadline: float) -> list[DataSource]:
+        """Every data source, or :class:`DiscoveryError`; returns by ``deadline`` in total, whatever
+        the network does (every request and the minting of its token are bounded by it)."""
         sources: list[DataSource] = []
-        for api, path in APIS:
-            sources.extend(self._fetch_api(api, path, deadline))
+        try:
+            for api, path in APIS:
+                sources.extend(self._fetch_api(api, path, deadline))
+        finally:
+            if self._owns_session:
+                self._session.close()
         return sources
 
     def _fetch_api(self, api: str, path: str, deadline: float) -> Iterator[DataSource]:
@@ -143,9 +160,8 @@ class DataSourceClient:
                 "auth",
             )
         if response.status_code != 200:
-            raise DiscoveryError(
-                f"HTTP {response.status_code} from {path}: {response.text[:200].strip()}", "server"
-            )
+            text = redact(response.text[:200].strip(), self._secrets)
+            raise DiscoveryError(f"HTTP {response.status_code} from {path}: {text}", "server")
         try:
             body = response.json()
         except ValueError:
@@ -166,22 +182,28 @@ class DataSourceClient:
                     return results[-1]
                 return DiscoveryError("no time left to read Alation's data sources", "timeout")
             try:
-                token = self._token()
+                with network.within(deadline):  # minting counts against the same deadline
+                    token = self._token()
             except Exception as exc:  # noqa: BLE001 - e.g. a refresh token Alation will not exchange
                 return DiscoveryError(str(exc), "auth")
+            self._secrets.add(token)
             per_request = min(self.settings.timeout, remaining)
             self.requests_made += 1
             try:
-                response = self._session.get(
+                response = network.request(
+                    self._session,
+                    "GET",
                     url,
+                    timeout=per_request,
+                    deadline=deadline,
+                    cap=MAX_PAGE_BYTES,
                     headers={"TOKEN": token, "Accept": "application/json", "User-Agent": USER_AGENT},
-                    timeout=(per_request, per_request),
                     verify=self.settings.verify,
                     allow_redirects=False,
                 )
             except requests.RequestException as exc:
                 outcome = classify_exception(exc)
-                results.append(DiscoveryError(outcome.detail, outcome.problem))
+                results.append(DiscoveryError(redact(outcome.detail, self._secrets), outcome.problem))
             else:
                 results.append(response)
             return results[-1]
@@ -215,6 +237,11 @@ class Snapshot:
 #: In-process memo of parsed cache files, keyed by path and (mtime, size): a process re-reads the
 #: file only when another process has replaced it.
 _MEMO: dict[str, tuple[tuple[int, int], Snapshot, DataSourceIndex]] = {}
+#: The cache files are read only as regular files below these sizes, and only if their authentication
+#: code (a header line, keyed by ``cache_dir/.cache-key``) verifies: a planted file is not used.
+CACHE_MAX_BYTES = 64 * 1024 * 1024
+STATUS_MAX_BYTES = 64 * 1024
+_SEAL, _STATUS_SEAL = b"airflow-provider-alation/datasources/v1", b"airflow-provider-alation/status/v1"
 
 
 class DiscoveryCache:
@@ -228,17 +255,22 @@ class DiscoveryCache:
         self.status_path = self.dir / f"datasources-{key}.status.json"
         self.lock_path = self.dir / f"datasources-{key}.lock"
 
+    def _key(self) -> bytes:
+        """The key of ``cache_dir``, after checking nobody else can plant files there (OSError if not)."""
+        return dir_key(self.dir, "cache directory (cache_dir)")
+
     def read(self) -> tuple[Snapshot, DataSourceIndex] | None:
         try:
             stat = self.path.stat()
-        except OSError:  # missing, or cache_dir unusable: treated as no cache
+            key = self._key()
+        except OSError:  # missing, or cache_dir unusable or unsafe: treated as no cache
             return None
         signature = (stat.st_mtime_ns, stat.st_size)
         memo = _MEMO.get(str(self.path))
         if memo is not None and memo[0] == signature:
             return memo[1], memo[2]
         try:
-            data = json.loads(self.path.read_bytes())
+            data = json.loads(unseal(key, _SEAL, read_regular_file(self.path, CACHE_MAX_BYTES), self.path))
             if not isinstance(data, dict) or data.get("url") != self.url:
                 return None
             items = [item for item in data["datasources"] if isinstance(item, dict)]
@@ -247,8 +279,9 @@ class DiscoveryCache:
             else:  # written by another version: parse the URIs again
                 sources = tuple(DataSource.from_api(item, item.get("api", "v1")) for item in items)
             snapshot = Snapshot(float(data["fetched_at"]), sources)
-        except (OSError, ValueError, KeyError, TypeError, AttributeError):
-            log.warning("Alation lineage: ignoring unreadable data-source cache %s", self.path)
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            detail = f" ({exc})" if isinstance(exc, OSError) else ""
+            log.warning("Alation lineage: ignoring unreadable data-source cache %s%s", self.path, detail)
             return None
         index = DataSourceIndex.build(snapshot.sources)
         _MEMO[str(self.path)] = (signature, snapshot, index)
@@ -261,12 +294,13 @@ class DiscoveryCache:
             "parser": PARSER_VERSION,
             "datasources": [source.to_dict() for source in sources],
         }
-        atomic_write(self.path, json.dumps(payload, separators=(",", ":")).encode())
+        atomic_write(self.path, seal(self._key(), _SEAL, json.dumps(payload, separators=(",", ":")).encode()))
 
     def last_failure(self) -> tuple[float, str] | None:
         """When the last refresh failed, and why; None if it did not (or the file is unreadable)."""
         try:
-            data = json.loads(self.status_path.read_bytes())
+            raw = read_regular_file(self.status_path, STATUS_MAX_BYTES)
+            data = json.loads(unseal(self._key(), _STATUS_SEAL, raw, self.status_path))
             return float(data["failed_at"]), str(data.get("detail", "?"))
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
             return None
@@ -274,7 +308,7 @@ class DiscoveryCache:
     def record_failure(self, error: DiscoveryError, at: float) -> None:
         payload = {"failed_at": at, "problem": error.problem, "detail": str(error)}
         with contextlib.suppress(OSError):
-            atomic_write(self.status_path, json.dumps(payload).encode())
+            atomic_write(self.status_path, seal(self._key(), _STATUS_SEAL, json.dumps(payload).encode()))
 
     def clear_failure(self) -> None:
         with contextlib.suppress(OSError):
@@ -283,8 +317,8 @@ class DiscoveryCache:
     @contextlib.contextmanager
     def refresh_lock(self, wait: float) -> Iterator[bool]:
         """Hold the refresh lock (True), or give up after ``wait`` seconds (False)."""
-        self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        self._key()  # cache_dir created (0700) and checked: an unsafe one raises, with the fix
+        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
         try:
             give_up = time.monotonic() + wait
             while True:
@@ -375,12 +409,17 @@ def load_index(
 
     if cached is not None and not refresh and now() - cached[0].fetched_at < settings.discovery_ttl:
         return from_cache("fresh")
+
+    def backing_off(failure: tuple[float, str] | None) -> bool:
+        return (
+            not refresh
+            and failure is not None
+            and now() - failure[0] < min(FAILURE_BACKOFF_SECONDS, settings.discovery_ttl)
+        )
+
     failure = cache.last_failure()
-    if (
-        not refresh
-        and failure is not None
-        and now() - failure[0] < min(FAILURE_BACKOFF_SECONDS, settings.discovery_ttl)
-    ):
+    # UNFINISHED while a live process holds the lock is its refresh in progress: decided under the lock.
+    if backing_off(failure) and failure is not None and failure[1] != UNFINISHED:
         return from_cache("stale", f"last refresh failed: {failure[1]}")
 
     # Without any cache, wait (within the budget) for a process that is refreshing; else don't.
@@ -394,6 +433,11 @@ def load_index(
             if latest is not None and not refresh and now() - latest[0].fetched_at < settings.discovery_ttl:
                 cached = latest
                 return from_cache("fresh")
+            failure = cache.last_failure()
+            if backing_off(failure) and failure is not None:
+                # Under the lock, UNFINISHED means its process died mid-fetch: do not repeat it now.
+                cached = latest or cached
+                return from_cache("stale", f"last refresh failed: {failure[1]}")
             return _refresh(cache, settings, token, session, deadline, now, from_cache)
     except OSError as exc:  # cache_dir unusable (the lock cannot be created): go without the cache
         log.warning(
@@ -419,6 +463,9 @@ def _refresh(
     """Read Alation and replace the cache file (the caller holds the refresh lock)."""
     client = DataSourceClient(settings, token, session)
     started = now()
+    # Pessimistic, before any request that may hang: replaced by the outcome below (if this process
+    # lives to record it), it makes the next processes back off if this one is killed meanwhile.
+    cache.record_failure(DiscoveryError(UNFINISHED, "unfinished"), started)
     try:
         sources = client.fetch(deadline)
     except DiscoveryError as exc:
@@ -429,6 +476,7 @@ def _refresh(
         cache.write(sources, started)
     except OSError as exc:
         log.warning("Alation lineage: cannot write the data-source cache %s: %s", cache.path, exc)
+        cache.clear_failure()  # the pessimistic UNFINISHED: the refresh did finish
         return built
     cache.clear_failure()
     written = cache.read()

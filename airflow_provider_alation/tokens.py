@@ -8,7 +8,9 @@ it expires. Alation can answer that call HTTP 200 with ``"status": "failed"``, s
 Each task event is emitted from a short-lived process, so a minted access token is also cached on
 disk, where it is never in clear: it is encrypted (Fernet) with a key derived (HKDF-SHA256) from the
 refresh token, so the file is useless without the secret that could mint a new token anyway, and a
-new refresh token simply makes the old file unreadable.
+new refresh token simply makes the old file unreadable. Fernet authenticates as well, so a planted file
+is not used either; it is read only as a regular file (no link followed, size-capped), and written
+only into a ``cache_dir`` nobody else can write to.
 """
 
 from __future__ import annotations
@@ -25,12 +27,16 @@ from typing import Any
 
 import requests
 
-from airflow_provider_alation.disk import atomic_write, cache_key
+from airflow_provider_alation import network
+from airflow_provider_alation.disk import atomic_write, cache_key, check_private_dir, read_regular_file
+from airflow_provider_alation.masking import mask_secret, redact
 from airflow_provider_alation.settings import AlationSettings
 
 CREATE_ACCESS_TOKEN_PATH = "integration/v1/createAPIAccessToken/"
 REFRESH_MARGIN_SECONDS = 300.0
 DEFAULT_ACCESS_TOKEN_LIFETIME = 24 * 3600.0
+#: The encrypted token file is read only as a regular file (no link followed) of at most this size.
+TOKEN_FILE_MAX_BYTES = 64 * 1024
 
 
 log = logging.getLogger(__name__)
@@ -73,7 +79,7 @@ class AccessTokenCache:
         from cryptography.fernet import InvalidToken
 
         try:
-            data = json.loads(self._fernet.decrypt(self.path.read_bytes()))
+            data = json.loads(self._fernet.decrypt(read_regular_file(self.path, TOKEN_FILE_MAX_BYTES)))
             return str(data["token"]), float(data["expires_at"])
         except (OSError, InvalidToken, ValueError, KeyError, TypeError):
             return None
@@ -81,6 +87,7 @@ class AccessTokenCache:
     def write(self, token: str, expires_at: float) -> None:
         payload = json.dumps({"token": token, "expires_at": expires_at}).encode()
         try:
+            check_private_dir(self.path.parent, "cache directory (cache_dir)")
             atomic_write(self.path, self._fernet.encrypt(payload))
         except OSError as exc:
             log.debug("Alation lineage: cannot cache the access token in %s: %s", self.path.parent, exc)
@@ -141,6 +148,7 @@ class BearerToken:
                 cached = self._disk.read() if self._disk is not None else None
                 if cached is not None and time.time() < cached[1] - REFRESH_MARGIN_SECONDS:
                     self._access, self._expires_at = cached
+                    mask_secret(self._access)
                 else:
                     self._access, self._expires_at = self._mint()
                     self.minted += 1
@@ -156,13 +164,19 @@ class BearerToken:
                 self._disk.clear()
 
     def _mint(self) -> tuple[str, float]:
+        """One call to createAPIAccessToken, ended within ``timeout`` x OVERALL_TIMEOUT_FACTOR (or
+        earlier, by the caller's :func:`network.within` deadline), its answer capped at 64 KiB."""
         settings = self._settings
-        session = self._session or requests
+        refresh_token = settings.token.get_secret_value()
+        session = self._session or network.new_session()
         try:
-            response = session.post(
+            response = network.request(
+                session,
+                "POST",
                 f"{settings.url}/{CREATE_ACCESS_TOKEN_PATH}",
-                json={"refresh_token": settings.token.get_secret_value(), "user_id": settings.user_id},
                 timeout=settings.timeout,
+                cap=network.SMALL_CAP_BYTES,
+                json={"refresh_token": refresh_token, "user_id": settings.user_id},
                 verify=settings.verify,
                 allow_redirects=False,
             )
@@ -173,6 +187,9 @@ class BearerToken:
                 f"could not reach Alation to mint an access token: {type(exc).__name__}",
                 classify_exception(exc).problem,
             ) from None
+        finally:
+            if self._session is None:
+                session.close()
         try:
             body = response.json()
         except ValueError:
@@ -181,10 +198,13 @@ class BearerToken:
         token = body.get("api_access_token") if isinstance(body, dict) else None
         if response.status_code != 200 or status == "failed" or not token:
             reason = body.get("message") or body.get("detail") if isinstance(body, dict) else None
+            if reason:
+                reason = redact(str(reason)[:300], (refresh_token, token if isinstance(token, str) else None))
             raise TokenError(
                 f"Alation refused to mint an access token from the refresh token (HTTP {response.status_code}"
                 f"{', ' + str(reason) if reason else ''}); "
                 "check the refresh token (password) and the user id "
                 "(login), or create a new refresh token in Alation"
             )
+        mask_secret(str(token))
         return str(token), _expiry(body)

@@ -16,7 +16,11 @@ with a self-signed certificate (or plain HTTP if asked):
   more remain (unless ``next_page_header`` is off, as on tenants that only take ``skip``).
 
 Faults for delivery tests are queued with :meth:`FakeAlation.fail_next`, for the REST API with
-:meth:`FakeAlation.fail_api_next`; :attr:`FakeAlation.api_down` makes every REST call answer 503.
+:meth:`FakeAlation.fail_api_next`, for token minting with :meth:`FakeAlation.fail_token_next`;
+:attr:`FakeAlation.api_down` makes every REST call answer 503. Besides a status after a delay, a
+fault can trickle the status line and headers (``header_drip``), send an endless body (``endless``),
+echo the request's headers in its body (``echo_headers``), and on the REST API and minting trickle the
+real answer (``drip``, ``drip_bytes`` at a time).
 """
 
 from __future__ import annotations
@@ -94,7 +98,13 @@ class Fault:
     """One scripted answer: a status (with headers/body), after a hang of ``delay`` seconds.
 
     ``drip`` > 0: the event is accepted (recorded) and the 200 answer's body is sent one byte every
-    ``drip`` seconds, a server that defeats per-read socket timeouts.
+    ``drip`` seconds, a server that defeats per-read socket timeouts. On the REST API and minting, the
+    real answer is sent ``drip_bytes`` at a time, every ``drip`` seconds.
+
+    ``header_drip`` > 0: the status line and headers are sent one byte every ``header_drip`` seconds
+    (the real answer on the REST API and minting, else ``status``/``body``). ``endless``: ``status``
+    with a body that never ends (no Content-Length). ``echo_headers``: ``status`` with the request's
+    headers in the body, as some servers and proxies do on errors.
     """
 
     status: int = 503
@@ -102,6 +112,15 @@ class Fault:
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0
     drip: float = 0.0
+    drip_bytes: int = 1
+    header_drip: float = 0.0
+    endless: bool = False
+    echo_headers: bool = False
+
+    @property
+    def slow(self) -> bool:
+        """Served by the handler's ``_serve`` (trickled or endless) rather than a plain reply."""
+        return bool(self.header_drip or self.endless)
 
 
 @dataclass
@@ -138,6 +157,7 @@ class FakeAlation:
         self.requests: list[Request] = []
         self.faults: list[Fault] = []
         self.api_faults: list[Fault] = []
+        self.token_faults: list[Fault] = []
         self.api_down = False
         self.lineage_down = False  # every event answered 503 (an outage)
         self.posts_started = 0  # POSTs to the endpoint received, answered or not (yet)
@@ -189,12 +209,17 @@ class FakeAlation:
         with self._lock:
             self.api_faults.extend(faults)
 
+    def fail_token_next(self, *faults: Fault) -> None:
+        with self._lock:
+            self.token_faults.extend(faults)
+
     def reset(self) -> None:
         with self._lock:
             self.events.clear()
             self.requests.clear()
             self.faults.clear()
             self.api_faults.clear()
+            self.token_faults.clear()
 
     def api_requests(self, api: str | None = None) -> list[Request]:
         """The REST data-source requests received (of one API version, or both)."""
@@ -339,6 +364,49 @@ def _handler(fake: FakeAlation) -> type[BaseHTTPRequestHandler]:
             except OSError:
                 return  # the client gave up
 
+        def _serve(
+            self, fault: Fault, status: int, data: bytes, extra_headers: dict[str, str] | None = None
+        ) -> None:
+            """Answer with ``fault``'s trickle (headers, then body) or endless body."""
+            lines = [
+                f"HTTP/1.1 {status} {self.responses.get(status, ('',))[0]}",
+                "Content-Type: application/json",
+            ]
+            if fault.endless:
+                lines.append("Connection: close")
+                self.close_connection = True
+            else:
+                lines.append(f"Content-Length: {len(data)}")
+            lines += [f"{key}: {value}" for key, value in {**fault.headers, **(extra_headers or {})}.items()]
+            head = ("\r\n".join(lines) + "\r\n\r\n").encode()
+            try:
+                if fault.header_drip:
+                    for index in range(len(head)):
+                        time.sleep(fault.header_drip)
+                        self.wfile.write(head[index : index + 1])
+                        self.wfile.flush()
+                else:
+                    self.wfile.write(head)
+                if fault.endless:
+                    chunk = (data or b"x") * max(1, 65536 // max(1, len(data)))
+                    while True:
+                        self.wfile.write(chunk)
+                elif fault.drip:
+                    step = max(1, fault.drip_bytes)
+                    for index in range(0, len(data), step):
+                        time.sleep(fault.drip)
+                        self.wfile.write(data[index : index + step])
+                        self.wfile.flush()
+                else:
+                    self.wfile.write(data)
+            except OSError:
+                self.close_connection = True  # the client gave up
+
+        def _fault_body(self, fault: Fault, headers: dict[str, str]) -> bytes:
+            if fault.echo_headers:
+                return json.dumps({"detail": "bad request", "request_headers": headers}).encode()
+            return fault.body
+
         def _body(self) -> bytes:
             length = int(self.headers.get("Content-Length") or 0)
             return self.rfile.read(length) if length else b""
@@ -354,6 +422,10 @@ def _handler(fake: FakeAlation) -> type[BaseHTTPRequestHandler]:
                 fault = fake._next_fault()
                 if fault is None and fake.lineage_down:
                     fault = Fault(503, b'{"detail": "Service unavailable"}')
+                if fault is not None and fault.slow:
+                    fake._record(Request("POST", path, headers, body, fault.status))
+                    self._serve(fault, fault.status, self._fault_body(fault, headers))
+                    return
                 if fault is not None and fault.drip:
                     status, payload, event = fake.handle_lineage(headers, body)
                     fake._record(Request("POST", path, headers, body, status), event)
@@ -363,10 +435,26 @@ def _handler(fake: FakeAlation) -> type[BaseHTTPRequestHandler]:
                     if fault.delay:
                         time.sleep(fault.delay)
                     fake._record(Request("POST", path, headers, body, fault.status))
-                    self._reply(fault.status, fault.body, fault.headers)
+                    self._reply(fault.status, self._fault_body(fault, headers), fault.headers)
                     return
                 status, payload, event = fake.handle_lineage(headers, body)
             elif path == "/integration/v1/createAPIAccessToken/":
+                with fake._lock:
+                    fault = fake.token_faults.pop(0) if fake.token_faults else None
+                if fault is not None and fault.delay:
+                    time.sleep(fault.delay)
+                if fault is not None and (fault.slow or fault.drip) and not fault.endless:
+                    status, payload = fake.handle_create_token(body)
+                    fake._record(Request("POST", path, headers, body, status))
+                    self._serve(fault, status, json.dumps(payload).encode())
+                    return
+                if fault is not None:
+                    fake._record(Request("POST", path, headers, body, fault.status))
+                    if fault.endless:
+                        self._serve(fault, fault.status, fault.body)
+                    else:
+                        self._reply(fault.status, self._fault_body(fault, headers), fault.headers)
+                    return
                 status, payload = fake.handle_create_token(body)
             else:
                 status, payload = 404, {"detail": "Not found."}
@@ -383,11 +471,19 @@ def _handler(fake: FakeAlation) -> type[BaseHTTPRequestHandler]:
                     fault = fake.api_faults.pop(0) if fake.api_faults else None
                     if fault is None and fake.api_down:
                         fault = Fault(503, b'{"detail": "Service unavailable"}')
+                if fault is not None and fault.delay:
+                    time.sleep(fault.delay)
+                if fault is not None and (fault.header_drip or fault.drip) and not fault.endless:
+                    status, payload, extra = fake.handle_datasources(api, headers, parse_qs(parts.query))
+                    fake._record(Request("GET", self.path, headers, b"", status))
+                    self._serve(fault, status, json.dumps(payload).encode(), extra)
+                    return
                 if fault is not None:
-                    if fault.delay:
-                        time.sleep(fault.delay)
                     fake._record(Request("GET", self.path, headers, b"", fault.status))
-                    self._reply(fault.status, fault.body, fault.headers)
+                    if fault.endless:
+                        self._serve(fault, fault.status, fault.body)
+                    else:
+                        self._reply(fault.status, self._fault_body(fault, headers), fault.headers)
                     return
                 if fake.api_delay:
                     time.sleep(fake.api_delay)
