@@ -6,7 +6,9 @@ bounded drain after a successful send), by ``airflow-alation replay`` and by the
 
 Verdicts: 2xx -> the entry is removed; a permanent refusal (400, 404, 413, 422, other 4xx, a
 redirect) -> dead letter with the status and the first bytes of the answer; everything else
-(401/403, 429, 5xx, network, timeout) -> kept for replay.
+(401/403, 429, 5xx, network, timeout) -> kept for replay. An entry this provider did not write (not a
+regular file, too large, or its authentication code does not verify) is never sent: the outbox
+moves it to ``quarantine/`` and the replay counts it and goes on.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ from typing import Any
 from airflow_provider_alation import metrics
 from airflow_provider_alation.delivery import Outcome, Sender, sender_for
 from airflow_provider_alation.outbox import Claim, Outbox, Verdict, outbox_for
-from airflow_provider_alation.settings import DEFAULT_CONN_ID
+from airflow_provider_alation.settings import DEFAULT_CONN_ID, AlationSettings
+from airflow_provider_alation.shaping import NotSendable, body_shaper
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +83,7 @@ class ReplaySummary:
     dead: int = 0
     kept: Counter[str] = field(default_factory=Counter)  # problem -> events kept for replay
     reclaimed: int = 0  # claims of killed processes put back before this replay
+    quarantined: int = 0  # entries this provider did not write, moved to quarantine/ (never sent)
     stopped: str = ""  # why the replay stopped early, with the fix
     seconds: float = 0.0
 
@@ -94,6 +98,7 @@ class ReplaySummary:
             "dead_lettered": self.dead,
             "kept_for_replay": dict(self.kept),
             "reclaimed": self.reclaimed,
+            "quarantined": self.quarantined,
             "stopped": self.stopped,
             "seconds": round(self.seconds, 3),
         }
@@ -110,6 +115,7 @@ def replay(
     reclaim: bool = True,
     stop_on_first_failure: bool = False,
     on_event: Callable[[Verdict, Outcome], None] | None = None,
+    prepare: Callable[[bytes], bytes] | None = None,
 ) -> ReplaySummary:
     """Send the entries waiting when the replay starts (dead letters with ``dead``), oldest first,
     until all were tried, ``limit`` were claimed, ``window`` seconds have passed, or a problem that
@@ -118,12 +124,21 @@ def replay(
     Each entry is claimed right before its own attempt, so no claim waits behind others long enough
     to outlive its lease, and an entry settled back (refused again) is not tried twice in one run.
     Safe to run in several processes or machines at once over a shared outbox.
+
+    ``prepare`` turns an entry into the body to send (the transport's and the command's shaper:
+    entries are kept as written ahead, before namespaces are resolved); an entry it raises
+    :class:`~airflow_provider_alation.shaping.NotSendable` for goes to the dead letters with the
+    reason (or stays there), unsent.
     """
     started = time.monotonic()
     summary = ReplaySummary()
     reclaim_stale = getattr(outbox, "reclaim_stale", None)
     if reclaim and reclaim_stale is not None:
         summary.reclaimed = reclaim_stale()
+    quarantined_before = getattr(outbox, "quarantined", 0)
+    sweep = getattr(outbox, "sweep", None)
+    if sweep is not None:  # directories, FIFOs, links... named *.json: quarantined, never read
+        sweep(dead)
     waiting = [info.entry for info in outbox.list("dead" if dead else "pending")]
     failures_in_a_row = 0
     for entry in waiting:
@@ -140,7 +155,15 @@ def replay(
             continue  # sent or claimed by another process meanwhile
         claim = claims[0]
         summary.claimed += 1
-        outcome = sender.post(claim.body, budget, on_late=late_settler(outbox, claim))
+        body = claim.body
+        if prepare is not None:
+            try:
+                body = prepare(body)
+            except NotSendable as exc:
+                _dead_unsent(outbox, claim, exc)
+                summary.dead += 1
+                continue
+        outcome = sender.post(body, budget, on_late=late_settler(outbox, claim))
         if outcome.abandoned:  # settled by its late answer, or replayed after the lease
             verdict: Verdict = "retry"
         else:
@@ -160,8 +183,23 @@ def replay(
                 summary.stopped = f"{failures_in_a_row} failure(s) in a row, last: {outcome.detail}"
         if on_event is not None:
             on_event(verdict, outcome)
+    summary.quarantined = getattr(outbox, "quarantined", 0) - quarantined_before
+    if summary.quarantined:
+        metrics.incr("outbox.quarantined", summary.quarantined)
     summary.seconds = time.monotonic() - started
     return summary
+
+
+def _dead_unsent(outbox: Outbox, claim: Claim, exc: NotSendable) -> None:
+    metrics.incr(f"events.{exc.problem}")
+    reason = {"problem": exc.problem, "detail": exc.detail, "job": job_of(claim.body)}
+    log.error(
+        "Alation lineage: outbox entry %s of %s is not sent: it %s", claim.entry, reason["job"], exc.detail
+    )
+    try:
+        outbox.settle(claim, "dead", reason)
+    except OSError as error:
+        log.warning("Alation lineage: could not settle outbox entry %s: %s", claim.entry, error)
 
 
 def _settle_quietly(outbox: Outbox, claim: Claim, outcome: Outcome) -> Verdict:
@@ -186,6 +224,20 @@ def late_settler(outbox: Outbox, claim: Claim, replayed: bool = True) -> Callabl
     return late
 
 
+def shaper_for(settings: AlationSettings) -> Callable[[bytes], bytes]:
+    """The shaper a replay outside the transport uses: the settings' rules and, with discovery,
+    Alation's data sources (from the cache, or read within the interactive bound)."""
+    from airflow_provider_alation.resolution import NamespaceResolver
+
+    index = None
+    if settings.discover_datasources:
+        from airflow_provider_alation.discovery import load_index_interactive
+
+        index = load_index_interactive(settings).index
+    resolver = NamespaceResolver.for_settings(settings, index)
+    return body_shaper(resolver.resolve, settings.max_event_bytes)
+
+
 class ReplayStopped(RuntimeError):
     """A replay could not deliver because of a setup problem (token, TLS, network): fix it."""
 
@@ -203,7 +255,12 @@ def replay_connection(
     settings = load_settings(conn_id)
     outbox = outbox_for(settings)
     summary = replay(
-        outbox, sender_for(settings), per_event_budget=settings.time_budget, dead=dead, limit=limit
+        outbox,
+        sender_for(settings),
+        per_event_budget=settings.time_budget,
+        dead=dead,
+        limit=limit,
+        prepare=shaper_for(settings),
     )
     result = {**summary.as_dict(), "left": outbox.counts()}
     log.info("Alation lineage: outbox replay of %s: %s", settings.spool_dir, result)

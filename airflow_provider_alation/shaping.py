@@ -275,3 +275,51 @@ def shape_event(
     if len(body) > max_event_bytes:
         body, trimmed = _trim(shaped, body, max_event_bytes)
     return Shaped(event=shaped, resolutions=resolutions, trimmed=trimmed, body=body)
+
+
+def _keep(namespace: str) -> Resolution:
+    return Resolution(namespace, namespace, "unchanged")
+
+
+def strip_credentials(event: dict[str, Any]) -> None:
+    """Remove ``user:password@`` from every namespace and dataSource uri of ``event``, in place:
+    what the outbox keeps before anything else is done with the event."""
+    _rewrite(_Rewriter(_keep), event)
+
+
+class NotSendable(ValueError):
+    """An outbox entry that cannot be sent as it is: ``problem`` is ``unshapeable`` or ``too_large``."""
+
+    def __init__(self, problem: str, detail: str) -> None:
+        super().__init__(detail)
+        self.problem = problem
+        self.detail = detail
+
+
+def body_shaper(resolve: Resolve, max_event_bytes: int) -> Callable[[bytes], bytes]:
+    """Shapes an entry of the outbox (kept as written ahead: credentials stripped, namespaces as
+    emitted) right before it is sent, with the settings of the sender; raises :class:`NotSendable`.
+    Shaping an already shaped entry (written by an earlier version) changes nothing."""
+
+    def shape(body: bytes) -> bytes:
+        try:
+            event = json.loads(body)
+        except ValueError as exc:
+            raise NotSendable("unshapeable", f"is not JSON ({str(exc)[:200]})") from None
+        if not isinstance(event, dict):
+            raise NotSendable("unshapeable", f"is a JSON {type(event).__name__}, not an event")
+        try:
+            shaped = shape_event(event, resolve, max_event_bytes, in_place=True)
+        except Exception as exc:  # noqa: BLE001 - any structure: the reason is kept with the entry
+            raise NotSendable(
+                "unshapeable", f"could not be shaped ({type(exc).__name__}: {str(exc)[:200]})"
+            ) from None
+        if shaped.size > max_event_bytes:
+            raise NotSendable(
+                "too_large",
+                f"is {shaped.size} bytes after removing {', '.join(shaped.trimmed) or 'nothing removable'}, "
+                f"above max_event_bytes={max_event_bytes}",
+            )
+        return shaped.body
+
+    return shape

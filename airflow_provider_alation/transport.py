@@ -12,10 +12,10 @@ takes longer than ``time_budget``: this is the one place that rule is enforced.
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import os
-import sys
 import threading
 import time
 from typing import TYPE_CHECKING, Any
@@ -28,6 +28,7 @@ from airflow_provider_alation import gate, metrics, task_context
 from airflow_provider_alation.delivery import Outcome, Sender, sender_for
 from airflow_provider_alation.discovery import load_index
 from airflow_provider_alation.logtext import printable
+from airflow_provider_alation.masking import mask_secret
 from airflow_provider_alation.namespaces import parse_namespace, redact
 from airflow_provider_alation.outbox import Claim, LocalOutbox, outbox_for
 from airflow_provider_alation.replay import late_settler, replay, settle
@@ -38,7 +39,7 @@ from airflow_provider_alation.settings import (
     SettingsError,
     build_settings,
 )
-from airflow_provider_alation.shaping import shape_event
+from airflow_provider_alation.shaping import body_shaper, encode, shape_event, strip_credentials
 from airflow_provider_alation.tokens import BearerToken
 
 if TYPE_CHECKING:
@@ -52,6 +53,8 @@ SETTINGS_TTL_SECONDS = 60.0
 INDEX_RECHECK_SECONDS = 30.0
 #: After a successful send, outbox events are sent for at most this long (within time_budget).
 DRAIN_SECONDS = 1.0
+#: Less than this left of time_budget after resolving: the event is left in the outbox for replay.
+MIN_SEND_SECONDS = 0.1
 
 _INLINE_ONLY = ("url", "token", "user_id")
 
@@ -153,14 +156,27 @@ class AlationTransport(Transport):
 
         names = gate.job_names(event)
         job_name = printable(names[0] if names else "?")
+        try:  # the event as the outbox keeps it: credentials stripped, nothing else changed yet
+            raw = Serde.to_dict(event) if not isinstance(event, dict) else copy.deepcopy(event)
+            strip_credentials(raw)
+            raw_body = encode(raw)
+        except Exception as exc:  # noqa: BLE001 - a structure not even JSON can hold: kept as best we can
+            detail = f"could not be serialised ({type(exc).__name__}: {printable(exc, 200)})"
+            return self._not_sendable(
+                None, _best_effort_body(event), job_name, settings, "unshapeable", detail
+            )
+
+        # Write-ahead before anything that can block or fail (discovery, minting, rules, shaping):
+        # from here on the event is on disk, and a replay resolves and shapes it again if need be.
+        outbox = None if settings.dry_run else self._get_outbox(settings)
+        claim = self._write_ahead(outbox, raw_body, settings) if outbox is not None else None
         try:
-            # Serde.to_dict builds a new dict, which is shaped in place; a caller's dict is copied.
-            owned = not isinstance(event, dict)
-            raw = Serde.to_dict(event) if owned else event
             resolver = self._resolver_for(settings, started)
-            shaped = shape_event(raw, resolver.resolve, settings.max_event_bytes, in_place=owned)
-        except Exception as exc:  # noqa: BLE001 - an event of unexpected shape: kept with the reason
-            return self._unshapeable(event, job_name, settings, exc)
+            shaped = shape_event(raw, resolver.resolve, settings.max_event_bytes, in_place=True)
+        except Exception as exc:
+            log.debug("Alation lineage: shaping failure", exc_info=True)
+            detail = f"could not be shaped ({type(exc).__name__}: {printable(exc, 200)})"
+            return self._not_sendable(claim, raw_body, job_name, settings, "unshapeable", detail)
         self._report_resolutions(shaped.resolutions, resolver.index is not None)
         body = shaped.body
         if shaped.trimmed:
@@ -173,14 +189,19 @@ class AlationTransport(Transport):
                 "" if shaped.size <= settings.max_event_bytes else ", still above the cap",
             )
         if shaped.size > settings.max_event_bytes:
-            return self._too_large(body, job_name, settings, shaped.trimmed)
+            detail = (
+                f"is {shaped.size} bytes after removing {', '.join(shaped.trimmed) or 'nothing removable'}, "
+                f"above max_event_bytes={settings.max_event_bytes}"
+            )
+            return self._not_sendable(claim, raw_body, job_name, settings, "too_large", detail)
 
-        if settings.dry_run:
+        if settings.dry_run or outbox is None:
             log.info("Alation lineage (dry_run): would POST to %s: %s", settings.endpoint_url, body.decode())
             return Outcome("sent", None, "dry_run")
+        left = settings.time_budget - (time.monotonic() - started)
+        if claim is not None and left < MIN_SEND_SECONDS:
+            return self._keep_for_replay(outbox, claim, job_name, settings, left)
 
-        outbox = self._get_outbox(settings)
-        claim = self._write_ahead(outbox, body, settings)
         sender = self._get_sender(settings)
         budget = settings.time_budget - (time.monotonic() - started)
         on_late = late_settler(outbox, claim, replayed=False) if claim is not None else None
@@ -199,23 +220,25 @@ class AlationTransport(Transport):
             self._drain(outbox, sender, settings, started, outcome.elapsed)
         return outcome
 
-    def _unshapeable(self, event: Any, job_name: str, settings: AlationSettings, exc: Exception) -> Outcome:
-        """Dead-letter an event that passed the gate but could not be shaped, with the reason."""
-        detail = f"could not be shaped ({type(exc).__name__}: {printable(exc, 200)})"
-        log.debug("Alation lineage: shaping failure", exc_info=True)
-        return self._dead_letter(_best_effort_body(event), job_name, settings, "unshapeable", detail)
-
-    def _dead_letter(
-        self, body: bytes, job_name: str, settings: AlationSettings, problem: str, detail: str
+    def _not_sendable(
+        self,
+        claim: Claim | None,
+        body: bytes,
+        job_name: str,
+        settings: AlationSettings,
+        problem: str,
+        detail: str,
     ) -> Outcome:
-        """Keep an event that will not be POSTed in the dead letters, with the reason, and say so."""
+        """An event that passed the gate but will not be POSTed (``too_large``, ``unshapeable``):
+        to the dead letters with the reason, where ``airflow-alation replay --dead`` tries it again
+        (after the cap is raised, or with a version that can shape it)."""
         metrics.incr(f"events.{problem}")
         where = "not kept (dry_run)"
         if not settings.dry_run:
             outbox = self._get_outbox(settings)
+            reason = {"problem": problem, "detail": detail, "job": job_name}
             try:
-                claim = outbox.put(body)
-                outbox.settle(claim, "dead", {"problem": problem, "detail": detail, "job": job_name})
+                outbox.settle(claim if claim is not None else outbox.put(body), "dead", reason)
                 where = f"in the dead letters in {settings.spool_dir}/dead"
             except OSError as exc:
                 where = f"not kept: the outbox is not writable ({printable(exc, 200)})"
@@ -226,23 +249,30 @@ class AlationTransport(Transport):
             where,
             "dry_run is on, so nothing is kept or sent."
             if settings.dry_run
-            else "`airflow-alation replay --dead` sends it as it is, if Alation accepts an event that large."
+            else "raise max_event_bytes, then `airflow-alation replay --dead` sends it."
             if problem == "too_large"
-            else "please report this with the event (debug log); `airflow-alation replay --dead` sends it "
-            "as it was kept.",
+            else "please report this with the event (debug log); `airflow-alation replay --dead` tries it "
+            "again.",
         )
         return Outcome(problem, None, detail)  # type: ignore[arg-type]
 
-    def _too_large(
-        self, body: bytes, job_name: str, settings: AlationSettings, trimmed: list[str]
+    def _keep_for_replay(
+        self, outbox: LocalOutbox, claim: Claim, job_name: str, settings: AlationSettings, left: float
     ) -> Outcome:
-        """Not POSTed: even without its optional facets the event is above the cap. It goes to the
-        dead letters with the reason, where ``replay --dead`` sends it once the cap is raised."""
-        detail = (
-            f"is {len(body)} bytes after removing {', '.join(trimmed) or 'nothing removable'}, above "
-            f"max_event_bytes={settings.max_event_bytes}"
+        """Resolving took what time_budget left for the POST: the event waits in the outbox."""
+        detail = f"{max(left, 0):.2f}s of time_budget={settings.time_budget:g}s left after resolving"
+        try:
+            outbox.settle(claim, "retry")
+        except OSError as exc:  # the claim goes back to pending after its lease
+            log.warning("Alation lineage: could not settle outbox entry %s: %s", claim.entry, exc)
+        metrics.incr("events.queued")
+        log.warning(
+            "Alation lineage: the event of %s is not sent now (%s); it is kept in the outbox and sent by "
+            "the next successful send or `airflow-alation replay`.",
+            job_name,
+            detail,
         )
-        return self._dead_letter(body, job_name, settings, "too_large", detail)
+        return Outcome("retry", None, detail, problem="timeout")
 
     # -- outbox -----------------------------------------------------------------------------------
     def _get_outbox(self, settings: AlationSettings) -> LocalOutbox:
@@ -308,6 +338,7 @@ class AlationTransport(Transport):
                 limit=settings.drain_max_events,
                 window=window,
                 stop_on_first_failure=True,
+                prepare=body_shaper(self._resolver.resolve, settings.max_event_bytes),
             )
         except OSError as exc:
             log.debug("Alation lineage: outbox drain skipped: %s", exc)
@@ -362,7 +393,7 @@ class AlationTransport(Transport):
         inline = self.config.inline
         if inline is not None and any(key in inline for key in _INLINE_ONLY):
             settings = build_settings(inline, "the transport configuration", inline=True)
-            _mask(settings.token.get_secret_value())
+            mask_secret(settings.token.get_secret_value())
             return settings
         if inline:
             raise SettingsError(
@@ -559,21 +590,3 @@ def _skipped(event: Any, reason: str) -> Outcome:
     metrics.incr(f"events.skipped.{reason}")
     log.debug("Alation lineage: event of %s skipped (%s)", printable(gate.dag_id_of(event)), reason)
     return Outcome("skipped", None, reason)
-
-
-def _mask(secret: str) -> None:
-    """Register an inline token with Airflow's secrets masker when running inside Airflow.
-
-    Outside Airflow (plain openlineage-python producers) importing Airflow would cost seconds of
-    the first event's time budget for nothing, so the masker is only used if Airflow is loaded.
-    """
-    if "airflow" not in sys.modules:
-        return
-    try:
-        from airflow.sdk.log import mask_secret
-    except ImportError:
-        try:
-            from airflow.utils.log.secrets_masker import mask_secret
-        except ImportError:
-            return
-    mask_secret(secret)
