@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import re
 import tempfile
+import time
 
 import pytest
 
@@ -266,3 +267,54 @@ def test_dags_test_with_a_connection_from_the_metadata_database_delivers_hook_li
         assert parent["job"]["name"] == "hook_lineage.load"
         assert parent["root"]["job"]["name"] == "hook_lineage"
     assert [r.status for r in fake_alation.requests] == [200, 200]
+
+
+def test_through_the_fork_path_a_hanging_discovery_holds_no_task_and_loses_nothing(
+    airflow_home: AirflowHome, fake_alation, token, tmp_path
+) -> None:
+    """The provider's forked emitter used to be killed at 10 s while a data-source page trickled,
+    with 0 POSTs and no outbox entry, and every following task repeated it."""
+    from airflow_provider_alation.testing.catalog import reference_datasources
+    from airflow_provider_alation.testing.fake_alation import Fault
+
+    fake_alation.datasources.update(reference_datasources())
+    fake_alation.fail_api_next(*[Fault(status=200, header_drip=1.0)] * 4)  # headers 1 byte a second
+    env = alation_env(
+        fake_alation,
+        token,
+        discover_datasources=True,
+        cache_dir=str(tmp_path / "cache"),
+        namespace_map={
+            "postgres://10.0.0.5:5432": TARGET,
+            "pgbouncer.internal:6432": "prod-db.example.com:5432",
+        },
+    )
+    result = airflow_home.dags_test("alation_quickstart", env)
+    output = result.stdout + result.stderr
+    assert_clean_run(result, "alation_quickstart", token)
+    assert "expired and will be terminated" not in output, output[-3000:]
+    assert sorted(e["job"]["name"] for e in fake_alation.events) == [
+        "alation_quickstart.clean_orders",
+        "alation_quickstart.daily_revenue",
+    ]
+    # The first emitter gave up on the page within its share of the budget and recorded it; the
+    # second did not start the same hanging fetch again.
+    assert len(fake_alation.api_requests()) == 1, [r.path for r in fake_alation.api_requests()]
+    assert "could not refresh Alation's data sources" in output
+
+
+def test_through_the_fork_path_a_backtracking_rule_holds_no_task(
+    airflow_home: AirflowHome, fake_alation, token
+) -> None:
+    """With Python's re this rule takes 4 s on a 16-letter label and a minute on 20 (26 here); the
+    forked emitter was killed at 10 s and the event lost. On RE2 it is linear."""
+    rule = r"re:^postgres://([a-z0-9-]+\.?)+\.prod\.internal:5432$"
+    env = alation_env(fake_alation, token, namespace_map={rule: TARGET})
+    started = time.monotonic()
+    result = airflow_home.dags_test("long_host_lineage", env)
+    output = result.stdout + result.stderr
+    assert_clean_run(result, "long_host_lineage", token)
+    assert "expired and will be terminated" not in output, output[-3000:]
+    (event,) = fake_alation.events
+    assert event["job"]["name"] == "long_host_lineage.copy"
+    assert time.monotonic() - started < 120  # the whole dags test; with re it would not end for hours

@@ -93,20 +93,20 @@ def test_expressions_keep_their_order_across_scheme_buckets() -> None:
 
 
 def test_a_backtracking_rule_cannot_hang_resolution() -> None:
-    """Python's re takes 11 s on a 13-character host with this rule, 41 s on 16; RE2 is linear."""
+    """Python's re takes 4 s with this rule on a 16-letter label and 63 s on 20; RE2 is linear."""
     import threading
 
     from airflow_provider_alation.resolution import NamespaceResolver
 
     rule = r"re:^postgres://([a-z0-9-]+\.?)+\.prod\.internal:5432$"
     resolver = NamespaceResolver.from_map({rule: "postgres://db.example.com:5432"})
-    hosts = ["a" * n + "!" for n in (13, 16, 64, 4096)] + ["x.y.prod.internal"]
+    hosts = ["a" * n + ".prod.internal:6432" for n in (16, 20, 64, 4096)] + ["x.y.prod.internal:5432"]
     results: list[str] = []
     worker = threading.Thread(
-        target=lambda: results.extend(resolver.resolve(f"postgres://{h}:5432").namespace for h in hosts)
+        target=lambda: results.extend(resolver.resolve(f"postgres://{h}").namespace for h in hosts)
     )
     worker.start()
     worker.join(timeout=20)
     assert not worker.is_alive(), "resolution hung on a backtracking expression"
     assert results[-1] == "postgres://db.example.com:5432"
-    assert results[:4] == [f"postgres://{h}:5432" for h in hosts[:4]]
+    assert results[:4] == [f"postgres://{h}" for h in hosts[:4]]
