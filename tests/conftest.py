@@ -7,11 +7,40 @@ from pathlib import Path
 
 import pytest
 
+from airflow_provider_alation.example_dags import FOLDER as EXAMPLE_DAGS
 from airflow_provider_alation.testing.catalog import reference_datasources
 from airflow_provider_alation.testing.fake_alation import FakeAlation
 from tests.support.airflow_home import REPO, AirflowHome
 from tests.support.postgres import PostgresServer
-from tests.support.spec import validate_event
+from tests.support.spec import (
+    REQUIRE_SHARED_ENV,
+    missing_shared,
+    shared_required,
+    validate_event,
+    validation_note,
+)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """CI (``ALATION_REQUIRE_SHARED=1``) fails at once without ../shared instead of falling back."""
+    if shared_required() and (missing := missing_shared()):
+        raise pytest.UsageError(
+            f"{REQUIRE_SHARED_ENV} is set but ../shared is incomplete, missing "
+            f"{', '.join(map(str, missing))}: check out the shared folder (OpenLineage JSON Schemas, "
+            "real events) beside this repository"
+        )
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    note = validation_note()
+    return [note] if note else []
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    """Under ``-q`` (no header) the validation note goes at the end instead: once per run either way."""
+    note = validation_note()
+    if note and (config.get_verbosity() < 0 or config.option.no_header):
+        terminalreporter.write_line(note, yellow=True)
 
 
 @pytest.fixture(autouse=True)
@@ -43,7 +72,7 @@ def catalogued(fake_alation: FakeAlation) -> FakeAlation:
 
 @pytest.fixture(scope="session")
 def airflow_home() -> Iterator[AirflowHome]:
-    home = AirflowHome.create([REPO / "dags_examples", REPO / "tests" / "dags"])
+    home = AirflowHome.create([EXAMPLE_DAGS, REPO / "tests" / "dags"])
     yield home
     home.cleanup()
 

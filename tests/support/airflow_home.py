@@ -42,6 +42,8 @@ class AirflowHome:
         dags.mkdir()
         for source in dag_sources:
             for path in sorted(source.glob("*.py")):
+                if path.name == "__init__.py":
+                    continue  # a package marker (the shipped example DAGs' folder), not a DAG file
                 shutil.copy(path, dags / path.name)
         airflow = cls(home=home, dags=dags)
         result = airflow.run("db", "migrate", env={}, timeout=600)
