@@ -19,6 +19,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     SecretStr,
     ValidationError,
     field_validator,
@@ -99,7 +100,11 @@ class AlationSettings(BaseModel):
         description="api_token: sent as 'Authorization: Bearer'; "
         "refresh_token: exchanged for an access token",
     )
-    namespace_map: dict[str, str] = Field(default_factory=dict, description="Namespace rewrite rules")
+    namespace_map: dict[str, str] = Field(
+        default_factory=dict,
+        description="Rewrite rules from the namespace Airflow reports to the one Alation knows, as a JSON "
+        'object, e.g. {"pgbouncer.internal:6432": "prod-db.example.com:5432"}',
+    )
     additional_datasource_connections: tuple[str, ...] = Field(
         default=(),
         description="host:port values you added to data sources' 'Additional Datasource Connections' field",
@@ -107,7 +112,7 @@ class AlationSettings(BaseModel):
     dags: DagSelection = Field(
         default_factory=DagSelection,
         description="Glob patterns matched against each event's job, parent job and root job name "
-        "(for Airflow: the dag_id)",
+        '(for Airflow: the dag_id), e.g. {"include": ["etl_*"], "exclude": ["etl_tmp*"]}',
     )
     skip_job_types: tuple[str, ...] = Field(
         default=DEFAULT_SKIP_JOB_TYPES,
@@ -152,6 +157,13 @@ class AlationSettings(BaseModel):
     allow_http: bool = Field(
         default=False, description="Accept a plain http:// tenant URL (local testing only)"
     )
+    #: The Airflow connection these settings were read from (set by ``connection.py``; not a key).
+    _conn_id: str | None = PrivateAttr(default=None)
+
+    @property
+    def conn_id(self) -> str | None:
+        """The id of the Airflow connection these settings come from; None for inline settings."""
+        return self._conn_id
 
     @field_validator("url", mode="before")
     @classmethod

@@ -42,10 +42,6 @@ def test_bare_host_gets_https_and_endpoint_keeps_trailing_slash() -> None:
         ({"extra": {"timeout": -1}}, "extra.timeout: Input should be greater than 0"),
         ({"extra": {"time_budget": 0}}, "extra.time_budget: Input should be greater than or equal to 0.5"),
         ({"extra": {"time_budget": 0.01}}, "extra.time_budget: Input should be greater than or equal to 0.5"),
-        (
-            {"extra": {"spool_dir": ""}},
-            "extra.spool_dir: is empty, which would put the outbox in each process's",
-        ),
         ({"extra": {"spool_dir": "spool"}}, "extra.spool_dir: 'spool' is a relative path"),
         ({"extra": {"cache_dir": "/tmp/a\x00b"}}, "extra.cache_dir: contains a NUL character"),
         ({"extra": {"verify": "/tmp/a\x00b"}}, "extra.verify: CA bundle"),
@@ -164,3 +160,13 @@ def test_a_token_pasted_into_the_host_is_never_echoed(host) -> None:
         from_conn(host=host)
     assert "host: the value (not shown: it may contain a token)" in str(excinfo.value)
     assert "Zk3Zk3Zk3" not in str(excinfo.value)
+
+
+def test_blank_extra_values_are_unset_in_a_connection_but_not_inline() -> None:
+    """Airflow 3.2+'s form writes null or "" for the fields left untouched: they keep the default.
+    The transport's inline settings have no form: there an empty directory is still an error."""
+    settings = from_conn(extra={"spool_dir": "", "cache_dir": None, "opt_in_tag": " ", "timeout": None})
+    assert settings.spool_dir.endswith("/alation/spool") and settings.opt_in_tag == "alation"
+    assert settings.timeout == 5.0
+    with pytest.raises(SettingsError, match="is empty, which would put the outbox"):
+        build_settings({"url": "https://acme.alationcloud.com", "token": TOKEN, "spool_dir": ""}, inline=True)

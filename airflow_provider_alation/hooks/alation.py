@@ -43,11 +43,17 @@ class AlationHook(BaseHook):
         return self.get_settings()
 
     def test_connection(self) -> tuple[bool, str]:
-        """Settings valid, then a START event without datasets (which Alation makes no lineage of)."""
-        from airflow_provider_alation.connection_test import test_alation_connection
+        """Settings valid, then a START event without datasets (which Alation makes no lineage of).
 
+        The verdict names the user's connection: Airflow's test endpoint tests a copy saved under a
+        random id, and the plugin's middleware records the id the request was for."""
+        from airflow_provider_alation.connection_test import probe_connection, settings_verdict
+        from airflow_provider_alation.ui_test_button import requested_conn_id
+
+        conn_id = requested_conn_id() or self.alation_conn_id
         try:
-            settings = self.get_settings()
+            settings = settings_from_connection(self.get_connection(self.alation_conn_id), conn_id)
         except SettingsError as exc:
-            return False, str(exc)
-        return test_alation_connection(settings)
+            return False, settings_verdict(exc, conn_id).message
+        result = probe_connection(settings, conn_id)
+        return result.ok, result.message
