@@ -21,10 +21,11 @@ The lines are data (:class:`CheckLine`); rendering them is the command's or the 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -137,21 +138,16 @@ def check_openlineage(transport_state: Callable[[], tuple[bool, str, Any]] | Non
     from airflow.configuration import conf
 
     from airflow_provider_alation.configuration import (
-        TRANSPORT_LINE,
         built_transport_status,
         selective_enable,
     )
 
     ok, message, _ = (transport_state or built_transport_status)()
-    lines = [
-        CheckLine(
-            "openlineage",
-            "transport",
-            "pass" if ok else "fail",
-            message,
-            "" if ok else f"set {TRANSPORT_LINE} on every scheduler and worker, then restart them",
-        )
-    ]
+    fix = ""
+    if not ok:
+        message, fix = split_instruction(message)
+    lines = [CheckLine("openlineage", "transport", "pass" if ok else "fail", message, fix)]
+    lines.extend(emission_policy_lines())
     if selective_enable():
         lines.append(
             CheckLine(
@@ -177,6 +173,184 @@ def check_openlineage(transport_state: Callable[[], tuple[bool, str, Any]] | Non
             )
         )
     return lines
+
+
+def split_instruction(message: str) -> tuple[str, str]:
+    """(what is wrong, the fix) of a transport status message, so that the line says its instruction
+    once: in the fix."""
+    from airflow_provider_alation.configuration import TRANSPORT_LINE
+
+    everywhere = " on every scheduler and worker, then restart them"
+    for marker in (f"; set {TRANSPORT_LINE}", f", or unset it and set {TRANSPORT_LINE}"):
+        if message.endswith(marker):
+            head = message[: -len(marker)]
+            if marker.startswith(", or"):  # config_path: "make sure its transport is ..."
+                head, _, advice = head.partition("; ")
+                return head, f"{advice}, or unset it and set {TRANSPORT_LINE}{everywhere}"
+            return head, f"set {TRANSPORT_LINE}{everywhere}"
+    head, dot, advice = message.rpartition(". ")
+    if dot and advice.startswith("Unset"):  # OpenLineage disabled
+        return head + ".", advice.rstrip(".") + everywhere
+    return message, f"set {TRANSPORT_LINE}{everywhere}"
+
+
+def emission_policy_lines() -> list[CheckLine]:
+    """``[openlineage] emission_policy`` (provider 2.19+): a value the provider cannot read is ignored
+    (every event emitted with the defaults), and so is each rule it cannot parse."""
+    try:
+        from airflow.providers.openlineage import conf as ol_conf
+        from airflow.providers.openlineage.utils import emission_policy as policy
+    except ImportError:  # providers before emission_policy
+        return []
+    fix = (
+        "write AIRFLOW__OPENLINEAGE__EMISSION_POLICY as a JSON array of rules such as "
+        '[{"scope": {"dag_id": "my_dag"}, "controls": {"emit": false}}]'
+    )
+    try:
+        raw = ol_conf.emission_policy()
+    except Exception as exc:  # noqa: BLE001 - the provider logs this and emits with its defaults
+        message = f"[openlineage] emission_policy cannot be read, so the provider ignores it: {_error(exc)}"
+        return [CheckLine("openlineage", "emission_policy", "warn", message, fix)]
+    if not raw:
+        return []
+    parse = getattr(policy, "_parse_rule", None)  # the provider's own validation of one rule
+    with _quiet_emission_policy():
+        skipped = [rule for rule in raw if parse is not None and parse(rule) is None]
+    if skipped:
+        message = (
+            f"{len(skipped)} of the {len(raw)} [openlineage] emission_policy rules are not valid, so the "
+            f"provider ignores them: {', '.join(json_text(rule) for rule in skipped[:3])}"
+        )
+        return [CheckLine("openlineage", "emission_policy", "warn", message, fix)]
+    message = f"{len(raw)} [openlineage] emission_policy rules (the dags section checks the opted-in DAGs)"
+    return [CheckLine("openlineage", "emission_policy", "info", message)]
+
+
+def json_text(value: Any) -> str:
+    import json
+
+    return json.dumps(value, separators=(",", ":"))[:200]
+
+
+@contextlib.contextmanager
+def _quiet_emission_policy() -> Iterator[None]:
+    """The provider's resolution logs each non-default field (INFO) and warns of legacy options and
+    invalid rules: the check reports them as lines instead."""
+    import logging
+    import warnings
+
+    logger = logging.getLogger("airflow.providers.openlineage.utils.emission_policy")
+    level, logger.level = logger.level, logging.ERROR
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logger.level = level
+
+
+def emission_problems(dags: dict[str, Any]) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+    """({dag_id: silenced tasks}, {dag_id: tasks without hook lineage}) by the OpenLineage provider's
+    own resolution of ``emission_policy`` (and of the legacy options it translates into rules).
+
+    A DAG whose DAG-run events are switched off with all its task events lists ``"*"`` as silenced.
+    """
+    try:
+        from airflow.providers.openlineage.utils.emission_policy import (
+            resolve_dag_emission_policy,
+            resolve_task_emission_policy,
+        )
+    except ImportError:  # providers before emission_policy
+        return {}, {}
+    silenced: dict[str, list[str]] = {}
+    no_hooks: dict[str, list[str]] = {}
+    with _quiet_emission_policy():
+        for dag_id, dag in sorted(dags.items()):
+            tasks = list(getattr(dag, "tasks", None) or ()) if dag is not None else []
+            quiet, blind = [], []
+            for task in tasks:
+                resolved = resolve_task_emission_policy(task, dag_id, task.task_id)
+                if not resolved.emit:
+                    quiet.append(task.task_id)
+                elif not (resolved.hook_lineage and resolved.extract_operator_metadata):
+                    blind.append(task.task_id)
+            dag_emits = resolve_dag_emission_policy(dag_id, dag).emit
+            if (tasks and len(quiet) == len(tasks) and not dag_emits) or (not tasks and not dag_emits):
+                silenced[dag_id] = ["*"]
+            elif quiet:
+                silenced[dag_id] = quiet
+            if blind:
+                no_hooks[dag_id] = blind
+    return silenced, no_hooks
+
+
+def emission_lines(silenced: dict[str, list[str]], no_hooks: dict[str, list[str]]) -> list[CheckLine]:
+    """Pure: the dags lines for opted-in DAGs that ``emission_policy`` silences or leaves without
+    hook lineage."""
+    lines = []
+    where = "AIRFLOW__OPENLINEAGE__EMISSION_POLICY (and extend_global_openlineage_emission_policy calls)"
+    for dag_id, tasks in sorted(silenced.items()):
+        what = "all its events" if tasks == ["*"] else f"the events of its tasks {_listed(tasks)}"
+        lines.append(
+            CheckLine(
+                "dags",
+                f"emission policy of {dag_id}",
+                "warn",
+                f"opted in, but OpenLineage's emission_policy switches off {what} (emit false), so Alation "
+                "gets no lineage from them",
+                f'remove or narrow the rule with "emit": false that matches {dag_id} in {where}',
+            )
+        )
+    for dag_id, tasks in sorted(no_hooks.items()):
+        lines.append(
+            CheckLine(
+                "dags",
+                f"hook lineage of {dag_id}",
+                "warn",
+                f"opted in, but OpenLineage's emission_policy switches off hook lineage (hook_lineage or "
+                f"extract_operator_metadata false) for its tasks {_listed(tasks)}: SQL run through a hook "
+                "sends no datasets",
+                f'remove the rule with "hook_lineage": false (or "extract_operator_metadata": false) that '
+                f"matches {dag_id} in {where}",
+            )
+        )
+    return lines
+
+
+def execution_timeout_lines(
+    settings: AlationSettings, execution_timeout: float | None = None
+) -> list[CheckLine]:
+    """``time_budget`` against ``[openlineage] execution_timeout``: the provider stops the process (or
+    abandons the thread) that emits an event at that timeout, so a budget as long is cut short."""
+    if execution_timeout is None:
+        try:
+            from airflow.providers.openlineage import conf as ol_conf
+
+            execution_timeout = float(ol_conf.execution_timeout())
+        except Exception:  # noqa: BLE001 - an unreadable option is the provider's own default
+            execution_timeout = 10.0
+    if settings.time_budget < execution_timeout:
+        return [
+            CheckLine(
+                "connection",
+                "time_budget",
+                "pass",
+                f"time_budget {settings.time_budget:g}s is below [openlineage] execution_timeout "
+                f"{execution_timeout:g}s",
+            )
+        ]
+    return [
+        CheckLine(
+            "connection",
+            "time_budget",
+            "warn",
+            f"time_budget {settings.time_budget:g}s is not below [openlineage] execution_timeout "
+            f"{execution_timeout:g}s: the OpenLineage provider stops the emitting process at that timeout, "
+            "so a slow send is cut off before the transport can keep the event for a replay",
+            f'lower "time_budget" to {max(execution_timeout - 2, 0.5):g} or less, or raise '
+            f"AIRFLOW__OPENLINEAGE__EXECUTION_TIMEOUT above {settings.time_budget:g}",
+        )
+    ]
 
 
 # --- the Alation connection -------------------------------------------------------------------
@@ -256,9 +430,9 @@ def check_connection(conn_id: str) -> tuple[list[CheckLine], AlationSettings | N
 # --- the tenant (the Test button's probe) ------------------------------------------------------
 
 NETWORK_FIXES = {
-    "unreachable": "allow outbound HTTPS (TCP 443) from every scheduler and worker to {host} "
-    "(firewall, proxy: HTTPS_PROXY, DNS); this is Alation's 'Max retries exceeded' case",
-    "timeout": "allow outbound HTTPS (TCP 443) from every scheduler and worker to {host}, or raise "
+    "unreachable": "check that every scheduler and worker resolves and reaches {host} (DNS, firewall, "
+    "proxy: HTTPS_PROXY); this is Alation's 'Max retries exceeded' case",
+    "timeout": "allow outbound connections from every scheduler and worker to {host}, or raise "
     '"timeout" if the tenant is slow to answer',
     "tls": 'set "verify" in the connection\'s extra to the path of your CA bundle (PEM)',
 }
@@ -272,8 +446,11 @@ REFRESH_TOKEN_FIX = (
 )
 
 
-def tenant_lines(settings: AlationSettings, ok: bool, message: str, problem: str) -> list[CheckLine]:
-    """Pure: the tenant lines for the Test button's verdict (``ok``, ``message``, ``problem``)."""
+def tenant_lines(
+    settings: AlationSettings, ok: bool, message: str, problem: str, fix: str = ""
+) -> list[CheckLine]:
+    """Pure: the tenant lines for the Test button's verdict (``ok``, ``message``, ``problem``); the
+    verdict's own ``fix``, when given, is the line's fix (the message then holds only the summary)."""
     host = settings.url.split("://", 1)[-1]
     lines = []
     if settings.url.startswith("http://"):
@@ -301,7 +478,7 @@ def tenant_lines(settings: AlationSettings, ok: bool, message: str, problem: str
             CheckLine("tenant", "HTTPS", "pass", f"{settings.url} is HTTPS, verify={settings.verify}")
         )
     if problem in NETWORK_FIXES:
-        fix = NETWORK_FIXES[problem].format(host=host)
+        fix = fix or NETWORK_FIXES[problem].format(host=host_port(settings.url))
         return [
             *lines,
             CheckLine("tenant", "tenant reachable", "fail", message, fix),
@@ -311,14 +488,14 @@ def tenant_lines(settings: AlationSettings, ok: bool, message: str, problem: str
     if ok:
         return [*lines, CheckLine("tenant", "token accepted", "pass", message)]
     if problem == "auth":
-        fix = REFRESH_TOKEN_FIX if settings.token_type == "refresh_token" else TOKEN_FIX
+        fix = fix or (REFRESH_TOKEN_FIX if settings.token_type == "refresh_token" else TOKEN_FIX)
         return [*lines, CheckLine("tenant", "token accepted", "fail", message, fix)]
     fixes = {
         "not_found": f'check the tenant URL and "endpoint" (now {settings.endpoint!r}; Alation\'s is '
         "open_lineage_event/)",
         "server": "retry later; if it persists, send Alation support this message",
     }
-    fix = fixes.get(
+    fix = fix or fixes.get(
         problem,
         "Alation refused a valid OpenLineage event: check the tenant URL and endpoint, then send Alation "
         "support this message",
@@ -330,7 +507,9 @@ def check_tenant(settings: AlationSettings) -> list[CheckLine]:
     from airflow_provider_alation.connection_test import probe_connection
 
     verdict = probe_connection(settings)
-    return tenant_lines(settings, verdict.ok, verdict.message, verdict.problem)
+    return tenant_lines(
+        settings, verdict.ok, verdict.summary or verdict.message, verdict.problem, verdict.fix
+    )
 
 
 # --- Alation's data sources -------------------------------------------------------------------
@@ -370,10 +549,57 @@ def check_datasources(settings: AlationSettings, refresh: bool = False) -> tuple
             "discovery",
             "fail",
             f"Alation's data sources could not be read: {load.detail}",
-            "the REST API takes the token in a TOKEN header: use a token Alation's REST API accepts "
-            '(or "token_type": "refresh_token" with the user id), or set "discover_datasources": false',
+            discovery_fix(settings, load.detail),
         )
     ], None
+
+
+def host_port(url: str) -> str:
+    """``host:port`` of a URL (443 or 80 when it names none)."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    return f"{parts.hostname or url}:{port or (80 if parts.scheme == 'http' else 443)}"
+
+
+def problem_of(detail: str) -> str:
+    """The kind of failure a discovery detail describes (the words delivery's outcomes start with)."""
+    text = detail.lower()
+    if "network unreachable" in text or "name or service not known" in text or "connection refused" in text:
+        return "unreachable"
+    if "timed out" in text or "time budget" in text or "no time left" in text:
+        return "timeout"
+    if "tls failure" in text or "certificate" in text:
+        return "tls"
+    if "http 401" in text or "http 403" in text or "rejected the token" in text or "token" in text:
+        return "auth"
+    if "http 5" in text:
+        return "server"
+    return "other"
+
+
+def discovery_fix(settings: AlationSettings, detail: str) -> str:
+    """The fix for data sources that could not be read: network advice naming the host:port for a
+    network failure, token advice for a refused token."""
+    problem = problem_of(detail)
+    off = ', or set "discover_datasources": false'
+    if problem in NETWORK_FIXES:
+        return NETWORK_FIXES[problem].format(host=host_port(settings.url)) + off
+    if problem == "server":
+        return (
+            "retry later (airflow-alation datasources --refresh); if it persists, send Alation support "
+            "this message"
+        )
+    if problem == "auth":
+        return (
+            "the REST API takes the token in a TOKEN header: use a token Alation's REST API accepts "
+            '(or "token_type": "refresh_token" with the user id)' + off
+        )
+    return f"check the tenant URL {settings.url} and that its REST API answers" + off
 
 
 # --- DAGs -------------------------------------------------------------------------------------
@@ -493,6 +719,12 @@ def check_dags(settings: AlationSettings) -> list[CheckLine]:
     )
     if not opted:
         return lines
+    # selective_enable is one of the legacy options the provider translates into emission_policy
+    # rules: the DAGs it silences already have their line.
+    silenced, no_hooks = emission_problems(
+        {dag_id: bag.dags.get(dag_id) for dag_id in opted if dag_id not in disabled}
+    )
+    lines.extend(emission_lines(silenced, no_hooks))
     try:
         verdicts = _asset_verdicts({dag_id: bag.dags[dag_id] for dag_id in opted if dag_id in bag.dags})
         lines.extend(asset_lines(verdicts, [dag_id for dag_id in opted if dag_id not in bag.dags]))
@@ -762,7 +994,8 @@ def namespace_line(conn_id: str, namespace: str, how: str, resolution: Any, disc
                 name,
                 "warn",
                 f"{via}; matches {resolution.datasource} by its short host name only",
-                f'confirm it with the namespace_map entry "{namespace.split("://", 1)[-1]}": '
+                # No space after the colon: the entry is one word, never split across lines.
+                f'confirm it with the namespace_map entry "{namespace.split("://", 1)[-1]}":'
                 f'"{sent.split("://", 1)[-1]}"',
             )
         return CheckLine(
@@ -806,7 +1039,26 @@ def _database_connections() -> tuple[list[Any], str]:
                 session.expunge(conn)
     except Exception as exc:  # noqa: BLE001 - no database here (a task, a bare CLI host)
         note = f"the metadata database's connections could not be listed here ({type(exc).__name__})"
+        if unmigrated(exc):
+            note += f": {MIGRATE_HINT}"
     return list(found.values()), note
+
+
+MIGRATE_HINT = "the metadata database is missing or not migrated"
+
+
+def unmigrated(exc: BaseException) -> bool:
+    """Whether a database error means a missing or un-migrated metadata database (no such table)."""
+    text = f"{type(exc).__name__} {exc}".lower()
+    return any(
+        word in text
+        for word in (
+            "no such table",
+            "does not exist",
+            "unable to open database",
+            "undefinedtable",
+        )
+    )
 
 
 def check_namespaces(
@@ -867,12 +1119,16 @@ def check_namespaces(
                 "database connections",
                 "warn",
                 "no database connection found" + (f"; {note}" if note else ""),
-                "connections kept in a secrets backend cannot be listed: name them with --connection ID",
+                ("run airflow db migrate, or " if MIGRATE_HINT in note else "")
+                + "connections kept in a secrets backend cannot be listed: name them with --connection ID",
             )
         )
     elif note:
+        fix = "run airflow db migrate, or name them with --connection ID" if MIGRATE_HINT in note else ""
         lines.append(
-            CheckLine("namespaces", "database connections", "info", note, "name them with --connection ID")
+            CheckLine(
+                "namespaces", "database connections", "info", note, fix or "name them with --connection ID"
+            )
         )
     return lines
 
@@ -911,6 +1167,7 @@ def outbox_lines(spool_dir: str, counts: dict[str, int], oldest_age: float | Non
 
 
 def check_outbox(settings: AlationSettings) -> list[CheckLine]:
+    from airflow_provider_alation.disk import UnsafeDirectory
     from airflow_provider_alation.outbox import outbox_for
 
     spool = Path(settings.spool_dir)
@@ -931,7 +1188,11 @@ def check_outbox(settings: AlationSettings) -> list[CheckLine]:
                 'point "spool_dir" at a writable directory (a shared volume on Celery/Kubernetes)',
             )
         ]
-    infos = outbox_for(settings).list() if spool.exists() else []
+    try:
+        infos = outbox_for(settings).list() if spool.exists() else []
+    except UnsafeDirectory as exc:  # others could plant events in it: its message names the fix
+        message, _, fix = str(exc).partition(" Fix: ")
+        return [CheckLine("outbox", "spool_dir", "fail", message.removeprefix("Alation lineage: "), fix)]
     counts = {state: sum(info.state == state for info in infos) for state in ("pending", "claimed", "dead")}
     oldest = min((info.queued_at for info in infos if info.state != "dead"), default=None)
     return outbox_lines(str(spool), counts, time.time() - oldest if oldest is not None else None)
@@ -981,6 +1242,8 @@ def run_checks(
             continue
         if section == "connection":
             report.lines.extend(connection_lines)
+            if settings is not None:
+                report.lines.extend(_guarded("connection", lambda: execution_timeout_lines(settings)))
             continue
         if section in needs_settings and settings is None:
             report.lines.append(

@@ -8,6 +8,10 @@ stand-in serves a catalogue of data sources of every kind. The demo starts with
 ``airflow-alation check`` (the preflight a user runs before waiting for lineage; the Airflow home
 has the two Postgres connections the DAG's assets stand for, plus a Snowflake one) and ends with
 ``airflow-alation resolve`` on the namespaces the DAG emitted plus a few others.
+
+The output fits the terminal it runs in (80 columns and up); Airflow's own log lines go to
+``.demo/airflow.log``, not into it; the throwaway Airflow home is removed at the end, also when a
+step fails.
 """
 
 from __future__ import annotations
@@ -18,16 +22,19 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-from rich.console import Console
+from rich.console import Console, Group, RenderableType
 from rich.table import Table
+from rich.text import Text
 
 from airflow_provider_alation import gate
+from airflow_provider_alation.example_dags import FOLDER as EXAMPLE_DAGS
 from airflow_provider_alation.testing.catalog import reference_datasources
 from airflow_provider_alation.testing.fake_alation import FakeAlation
 
-REPO = Path(__file__).resolve().parents[1]
 DAG_ID = "alation_quickstart"
 TOKEN = "demo-token-not-a-secret"
 NAMESPACE_MAP = {
@@ -52,29 +59,83 @@ OTHER_NAMESPACES = (
     "bigquery",
 )
 
-console = Console(width=max(shutil.get_terminal_size((200, 40)).columns, 200))
+#: Airflow's log and the commands' stderr: kept (the Airflow home is not), out of the demo's output.
+LOG = Path(__file__).resolve().parents[1] / ".demo" / "airflow.log"
+#: The events the provider emitted, kept for a look after the demo.
+EMITTED = LOG.with_name("emitted.jsonl")
+#: Below this width the events are blocks, not tables (a dataset's namespace is never split).
+TABLE_WIDTH = 140
+
+console = Console()
 
 
 def datasets(event: dict, key: str) -> str:
     return "\n".join(f"{d['namespace']}  {d['name']}" for d in event.get(key) or []) or "-"
 
 
-def run_airflow(args: list[str], env: dict[str, str], log: Path) -> None:
+def event_block(event: dict, verdict: str = "") -> RenderableType:
+    """One event for a narrow terminal: its type and job, then a line per dataset (namespace, name)."""
+    job = event["job"]["name"].removeprefix(f"{DAG_ID}.") or DAG_ID
+    parts: list[RenderableType] = [
+        Text.assemble((f"{event['eventType']:<9}", "bold"), job, "  ", Text.from_markup(verdict))
+    ]
+    for key, label in (("inputs", "in "), ("outputs", "out")):
+        for dataset in event.get(key) or []:
+            line = f"  {label} {dataset['namespace']}  {dataset['name']}"
+            if len(line) > console.width:  # the name on a line of its own, the namespace whole
+                line = f"  {label} {dataset['namespace']}\n        {dataset['name']}"
+            parts.append(Text(line, no_wrap=True, overflow="fold"))
+    return Group(*parts)
+
+
+@contextmanager
+def throwaway_home() -> Iterator[Path]:
+    """A temporary Airflow home, removed afterwards whatever happens (Ctrl-C included)."""
+    home = Path(tempfile.mkdtemp(prefix="alation-demo-"))
+    try:
+        yield home
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def run_airflow(args: list[str], env: dict[str, str]) -> None:
     airflow = str(Path(sys.executable).with_name("airflow"))
-    with log.open("a") as out:
+    with LOG.open("a") as out:
+        out.write(f"\n$ airflow {' '.join(args)}\n")
+        out.flush()
         code = subprocess.call([airflow, *args], env=env, stdout=out, stderr=subprocess.STDOUT)
     if code != 0:
-        console.print(f"[red]airflow {' '.join(args)} failed (exit {code}); see {log}[/red]")
-        console.print(log.read_text()[-4000:])
+        console.print(f"[red]airflow {' '.join(args)} failed (exit {code}); its log: {LOG}[/red]")
         raise SystemExit(code)
 
 
+def run_cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """``airflow-alation`` at this terminal's width; what it logs goes to :data:`LOG`."""
+    cli = str(Path(sys.executable).with_name("airflow-alation"))
+    with LOG.open("a") as out:
+        out.write(f"\n$ airflow-alation {' '.join(args)}\n")
+        out.flush()
+        return subprocess.run(
+            [cli, *args],
+            env={**env, "COLUMNS": str(console.width)},
+            stdout=subprocess.PIPE,
+            stderr=out,
+            text=True,
+            check=False,
+        )
+
+
 def main() -> None:
-    home = Path(tempfile.mkdtemp(prefix="alation-demo-"))
+    LOG.parent.mkdir(exist_ok=True)
+    LOG.write_text("")
+    with throwaway_home() as home:
+        run_demo(home)
+
+
+def run_demo(home: Path) -> None:
     (home / "dags").mkdir()
-    shutil.copy(REPO / "dags_examples" / f"{DAG_ID}.py", home / "dags")
+    shutil.copy(EXAMPLE_DAGS / f"{DAG_ID}.py", home / "dags")
     emitted = home / "emitted.jsonl"
-    log = home / "airflow.log"
     with FakeAlation(TOKEN, tls_dir=home / "tls") as alation:
         alation.datasources.update(reference_datasources())
         connection = {
@@ -112,22 +173,19 @@ def main() -> None:
         console.print(
             f"[bold]Airflow home[/bold] {home} (SQLite); [bold]Alation stand-in[/bold] {alation.url}"
         )
-        console.print("Connection alation_default, extra:", json.dumps(connection["extra"]["namespace_map"]))
-        with console.status("airflow db migrate ..."):
-            run_airflow(["db", "migrate"], env, log)
-        cli = str(Path(sys.executable).with_name("airflow-alation"))
-        with console.status("airflow-alation check ..."):
-            checked = subprocess.run(
-                [cli, "check"],
-                env={**env, "COLUMNS": str(console.width)},
-                capture_output=True,
-                text=True,
-                check=False,
+        console.print("Connection alation_default, namespace_map:")
+        for source, target in NAMESPACE_MAP.items():
+            console.print(
+                Text(f"  {json.dumps(source)}: {json.dumps(target)}", no_wrap=True, overflow="fold")
             )
+        with console.status("airflow db migrate ..."):
+            run_airflow(["db", "migrate"], env)
+        with console.status("airflow-alation check ..."):
+            checked = run_cli(["check"], env)
         api_calls_in_check = len(alation.api_requests())
         probes = len(alation.events)
         with console.status(f"airflow dags test {DAG_ID} ..."):
-            run_airflow(["dags", "test", DAG_ID], env, log)
+            run_airflow(["dags", "test", DAG_ID], env)
         received = list(alation.events)[probes:]
         api_calls_in_run = len(alation.api_requests()) - api_calls_in_check
         emitted_namespaces = sorted(
@@ -139,65 +197,70 @@ def main() -> None:
             }
         )
         with console.status("airflow-alation resolve ..."):
-            resolved = subprocess.run(
-                [cli, "resolve", *emitted_namespaces, *OTHER_NAMESPACES],
-                env={**env, "COLUMNS": str(console.width)},
-                capture_output=True,
-                text=True,
-                check=False,
-            )
+            resolved = run_cli(["resolve", *emitted_namespaces, *OTHER_NAMESPACES], env)
         api_calls_in_resolve = len(alation.api_requests()) - api_calls_in_run - api_calls_in_check
 
     console.print(
         f"\n[bold]0. airflow-alation check[/bold], before running anything (exit {checked.returncode}; "
         f"data-source API calls: {api_calls_in_check}; the probe is one START event without datasets)"
     )
-    console.print(checked.stdout.rstrip(), markup=False, highlight=False)
+    console.print(checked.stdout.rstrip(), markup=False, highlight=False, soft_wrap=True)
     events = [json.loads(line) for line in emitted.read_text().splitlines() if line.strip()]
+    shutil.copy(emitted, EMITTED)
     sent_ids = {e["run"]["runId"] for e in received}
+    wide = console.width >= TABLE_WIDTH
 
-    before = Table(title=f"1. What the OpenLineage provider emitted ({len(events)} events)", show_lines=True)
-    for column in ("event", "job", "inputs", "outputs", "to Alation?"):
-        before.add_column(column, overflow="fold", min_width=8 if column == "event" else 14)
-    for event in events:
+    def verdict(event: dict) -> str:
         reason = gate.lineage_reason(event)
-        verdict = (
-            "[green]sent[/green]"
-            if event["run"]["runId"] in sent_ids and not reason
-            else (f"[yellow]no: {reason}[/yellow]" if reason else "[yellow]no[/yellow]")
-        )
-        before.add_row(
-            event["eventType"],
-            event["job"]["name"].removeprefix(f"{DAG_ID}.") or DAG_ID,
-            datasets(event, "inputs"),
-            datasets(event, "outputs"),
-            verdict,
-        )
-    console.print(before)
+        if event["run"]["runId"] in sent_ids and not reason:
+            return "[green]sent[/green]"
+        return f"[yellow]no: {reason}[/yellow]" if reason else "[yellow]no[/yellow]"
 
-    after = Table(
-        title=f"2. What Alation received ({len(received)} events, namespaces rewritten)", show_lines=True
-    )
-    for column in ("event", "job", "inputs", "outputs"):
-        after.add_column(column, overflow="fold", min_width=8 if column == "event" else 14)
-    for event in received:
-        after.add_row(
-            event["eventType"],
-            event["job"]["name"].removeprefix(f"{DAG_ID}."),
-            datasets(event, "inputs"),
-            datasets(event, "outputs"),
-        )
-    console.print(after)
+    title = f"1. What the OpenLineage provider emitted ({len(events)} events)"
+    if wide:
+        before = Table(title=title, show_lines=True)
+        for column in ("event", "job", "inputs", "outputs", "to Alation?"):
+            before.add_column(column, overflow="fold", min_width=8 if column == "event" else 14)
+        for event in events:
+            before.add_row(
+                event["eventType"],
+                event["job"]["name"].removeprefix(f"{DAG_ID}.") or DAG_ID,
+                datasets(event, "inputs"),
+                datasets(event, "outputs"),
+                verdict(event),
+            )
+        console.print(before)
+    else:
+        console.print(f"\n[bold]{title}[/bold]")
+        for event in events:
+            console.print(event_block(event, verdict(event)))
+
+    title = f"2. What Alation received ({len(received)} events, namespaces rewritten)"
+    if wide:
+        after = Table(title=title, show_lines=True)
+        for column in ("event", "job", "inputs", "outputs"):
+            after.add_column(column, overflow="fold", min_width=8 if column == "event" else 14)
+        for event in received:
+            after.add_row(
+                event["eventType"],
+                event["job"]["name"].removeprefix(f"{DAG_ID}."),
+                datasets(event, "inputs"),
+                datasets(event, "outputs"),
+            )
+        console.print(after)
+    else:
+        console.print(f"\n[bold]{title}[/bold]")
+        for event in received:
+            console.print(event_block(event))
     console.print(
         f"\n[bold]3. airflow-alation resolve[/bold] (data-source API calls: {api_calls_in_run} in the DAG "
         f"run, {api_calls_in_resolve} for this command: both read the cache the check wrote)"
     )
-    console.print(resolved.stdout.rstrip(), markup=False, highlight=False)
-    console.print(f"Full events: {emitted} (before); Airflow log: {log}")
+    console.print(resolved.stdout.rstrip(), markup=False, highlight=False, soft_wrap=True)
+    console.print(Text.assemble("\nEvents as emitted: ", (str(EMITTED), "bold")))
+    console.print(Text.assemble("Airflow's log: ", (str(LOG), "bold")))
     if len(received) != 2 or checked.returncode != 0:
-        console.print(
-            "[red]Expected a passing check and 2 events at the stand-in; see the Airflow log.[/red]"
-        )
+        console.print("[red]Expected a passing check and 2 events at the stand-in; see Airflow's log.[/red]")
         raise SystemExit(1)
 
 

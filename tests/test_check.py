@@ -16,6 +16,7 @@ import pytest
 import requests
 
 from airflow_provider_alation.check import (
+    MIGRATE_HINT,
     NO_CONVERTER,
     NO_PROVIDER,
     NOT_A_DATASET,
@@ -23,8 +24,12 @@ from airflow_provider_alation.check import (
     CheckLine,
     asset_lines,
     dag_lines,
+    discovery_fix,
+    emission_lines,
+    execution_timeout_lines,
     namespace_line,
     outbox_lines,
+    split_instruction,
     tenant_lines,
     version_line,
 )
@@ -112,7 +117,7 @@ def test_good_setup_passes_every_line(airflow_home, catalogued, token, tmp_path)
     assert find(lines, "openlineage", "transport")["status"] == "pass"
     assert find(lines, "connection", "connection alation_default settings")["status"] == "pass"
     token_line = find(lines, "tenant", "token accepted")
-    assert token_line["status"] == "pass" and token_line["message"].startswith("OK: Alation accepted")
+    assert token_line["status"] == "pass" and token_line["message"].startswith("OK: Alation at ")
     assert find(lines, "tenant", "tenant reachable")["status"] == "pass"
     assert find(lines, "datasources", "discovery")["message"].startswith("19 data sources")
     opted = find(lines, "dags", "opted-in DAGs")
@@ -163,6 +168,10 @@ def test_openlineage_not_pointed_at_the_transport(airflow_home, catalogued, toke
     )
     assert TRANSPORT_LINE in done.stdout.replace("\n", "")
     assert "Traceback" not in done.stdout + done.stderr
+    # The instruction is said once: in the fix.
+    _, lines = run_check(airflow_home, env, "--only", "openlineage")
+    line = find(lines, "openlineage", "transport")
+    assert TRANSPORT_LINE not in line["message"] and line["fix"].count(TRANSPORT_LINE) == 1
 
 
 @pytest.mark.parametrize(
@@ -274,7 +283,11 @@ def test_rejected_token_gives_the_test_buttons_verdict(airflow_home, catalogued,
         timeout=120,
         check=False,
     )
-    assert json.loads(button.stdout.strip().splitlines()[-1]) == [False, line["message"]]
+    # the same verdict: the button's toast is the check line's message and fix in one text
+    assert json.loads(button.stdout.strip().splitlines()[-1]) == [
+        False,
+        f"{line['message']} Fix: {line['fix']}.",
+    ]
     no_secrets(done, token)
 
 
@@ -286,7 +299,7 @@ def test_unreachable_tenant(airflow_home, token, tmp_path) -> None:
     assert done.returncode == 1
     line = find(lines, "tenant", "tenant reachable")
     assert line["status"] == "fail" and line["message"].startswith("Network unreachable")
-    assert "TCP 443" in line["fix"] and f"127.0.0.1:{port}" in line["fix"]
+    assert f"127.0.0.1:{port}" in line["fix"] and "token" not in line["fix"].lower()
     assert find(lines, "tenant", "token accepted")["status"] == "info"
     discovery = find(lines, "datasources", "discovery")
     assert discovery["status"] == "warn" and "discover_datasources" in discovery["fix"]
@@ -428,7 +441,7 @@ def test_preflight_dag_passes_on_a_good_setup(airflow_home, catalogued, token, t
     result = airflow_home.dags_test("alation_preflight", env=alation_env(catalogued, token, tmp_path))
     assert dag_run_succeeded(result, "alation_preflight"), result.stdout[-3000:] + result.stderr[-3000:]
     assert set(task_states(airflow_home, "alation_preflight").values()) == {"success"}
-    assert "PASS  tenant / token accepted: OK: Alation accepted" in result.stdout
+    assert "PASS  tenant / token accepted: OK: Alation at " in result.stdout
     assert "PASS  namespaces / sf_org" in result.stdout
     no_secrets(result, token, DB_PASSWORD)
 
@@ -513,7 +526,8 @@ def test_rest_api_test_button_says_what_check_says(
         f"{api_server}/api/v2/connections/test",
         headers={"Authorization": f"Bearer {jwt}"},
         json={
-            "connection_id": "alation_ui",
+            # The verdict names the request's connection id; check names alation_default too.
+            "connection_id": "alation_default",
             "conn_type": "alation",
             "host": catalogued.url,
             "password": secret,
@@ -530,7 +544,8 @@ def test_rest_api_test_button_says_what_check_says(
         assert line["message"] in verdict["message"]
     else:
         line = find(lines, "tenant", "token accepted")
-        assert verdict == {"status": line["status"] == "pass", "message": line["message"]}
+        whole = f"{line['message']} Fix: {line['fix']}." if line.get("fix") else line["message"]
+        assert verdict == {"status": line["status"] == "pass", "message": whole}
         assert verdict["status"] is (case == "good")
     assert secret not in answer.text
 
@@ -553,7 +568,7 @@ def _settings(**extra: Any):
 @pytest.mark.parametrize(
     ("problem", "failing_check", "fix_word"),
     [
-        ("unreachable", "tenant reachable", "TCP 443"),
+        ("unreachable", "tenant reachable", "acme.alationcloud.com:443"),
         ("timeout", "tenant reachable", "timeout"),
         ("tls", "tenant reachable", "CA bundle"),
         ("auth", "token accepted", "API Access Tokens"),
@@ -696,7 +711,7 @@ def test_namespace_line_statuses() -> None:
     without = NamespaceResolver.from_map({}, None)
     ns = "postgres://pgprod:5432"
     short = namespace_line("pg", ns, "hook", with_index.resolve(ns), True)
-    assert short.status == "warn" and short.fix == '"pgprod:5432": "pgprod.corp.example.com:5432"'.join(
+    assert short.status == "warn" and short.fix == '"pgprod:5432":"pgprod.corp.example.com:5432"'.join(
         ["confirm it with the namespace_map entry ", ""]
     )
     assert namespace_line("bq", "bigquery", "rules", with_index.resolve("bigquery"), True).status == "info"
@@ -722,3 +737,147 @@ def test_errors_on_report_lines_mask_credentials() -> None:
     (line,) = _guarded("namespaces", broken)
     assert line.status == "fail" and "hunter22" not in line.message
     assert "RuntimeError: Invalid connection string: postgres://***@db.example.com:5432/x" in line.message
+
+
+# --- emission_policy, execution_timeout, network advice, un-migrated homes ---------------------
+
+
+def test_emission_policy_that_silences_an_opted_in_dag_or_its_hook_lineage(
+    airflow_home, catalogued, token, tmp_path
+) -> None:
+    env = alation_env(catalogued, token, tmp_path)
+    env["AIRFLOW__OPENLINEAGE__EMISSION_POLICY"] = json.dumps(
+        [
+            {
+                "scope": {"dag_id": "alation_quickstart", "task_id": "clean_orders"},
+                "controls": {"emit": False},
+            },
+            {"scope": {"dag_id": "alation_quickstart"}, "controls": {"hook_lineage": False}},
+            {"scope": {"dgg_id": "typo"}, "controls": {"emit": False}},
+        ]
+    )
+    done, lines = run_check(airflow_home, env, "--only", "openlineage", "--only", "dags")
+    silenced = find(lines, "dags", "emission policy of alation_quickstart")
+    assert silenced["status"] == "warn" and "clean_orders" in silenced["message"], silenced
+    assert "daily_revenue" not in silenced["message"]
+    blind = find(lines, "dags", "hook lineage of alation_quickstart")
+    assert blind["status"] == "warn" and "daily_revenue" in blind["message"], blind
+    assert "clean_orders" not in blind["message"]  # silenced already
+    invalid = find(lines, "openlineage", "emission_policy")
+    assert invalid["status"] == "warn" and "dgg_id" in invalid["message"], invalid
+    assert "OpenLineage emission policy:" not in done.stdout  # the provider's audit log stays out
+
+    env["AIRFLOW__OPENLINEAGE__EMISSION_POLICY"] = json.dumps(
+        [{"scope": {"dag_id": "alation_.*"}, "match_mode": "regex", "controls": {"emit": False}}]
+    )
+    _, lines = run_check(airflow_home, env, "--only", "dags")
+    silenced = find(lines, "dags", "emission policy of alation_quickstart")
+    assert "all its events" in silenced["message"] and "emit" in silenced["fix"]
+
+
+def test_time_budget_not_below_the_providers_execution_timeout(
+    airflow_home, catalogued, token, tmp_path
+) -> None:
+    env = alation_env(catalogued, token, tmp_path)
+    env["AIRFLOW__OPENLINEAGE__EXECUTION_TIMEOUT"] = "8"
+    _, lines = run_check(airflow_home, env, "--only", "connection")
+    line = find(lines, "connection", "time_budget")
+    assert line["status"] == "warn" and "execution_timeout 8s" in line["message"], line
+    assert "AIRFLOW__OPENLINEAGE__EXECUTION_TIMEOUT" in line["fix"]
+    _, lines = run_check(airflow_home, alation_env(catalogued, token, tmp_path), "--only", "connection")
+    assert find(lines, "connection", "time_budget")["status"] == "pass"
+
+
+def test_execution_timeout_lines() -> None:
+    settings = build_settings({"url": "https://acme.alationcloud.com", "token": "t", "time_budget": 12})
+    (line,) = execution_timeout_lines(settings, 10)
+    assert line.status == "warn" and 'lower "time_budget" to 8' in line.fix
+    assert execution_timeout_lines(settings, 30)[0].status == "pass"
+
+
+def test_dns_failure_gets_network_advice_naming_host_port(airflow_home, token, tmp_path) -> None:
+    settings = {
+        "discover_datasources": True,
+        "cache_dir": str(tmp_path / "cache"),
+        "spool_dir": str(tmp_path / "spool"),
+        "timeout": 2,
+        "time_budget": 4,
+    }
+    url = "https://alation-tenant.invalid:8443"
+    env = {"AIRFLOW_CONN_ALATION_DEFAULT": connection_json(url, token, settings)}
+    done, lines = run_check(airflow_home, env, "--only", "tenant", "--only", "datasources")
+    assert done.returncode == 1
+    for section, check in (("tenant", "tenant reachable"), ("datasources", "discovery")):
+        line = find(lines, section, check)
+        assert line["status"] == "fail", line
+        assert "alation-tenant.invalid:8443" in line["fix"], line
+        assert "token" not in line["fix"].lower(), line
+    no_secrets(done, token)
+
+
+def test_discovery_fix_tells_network_from_token() -> None:
+    settings = build_settings({"url": "https://acme.alationcloud.com", "token": "t"})
+    dns = (
+        "network unreachable: Failed to resolve 'acme.alationcloud.com' "
+        "([Errno -2] Name or service not known)"
+    )
+    assert "acme.alationcloud.com:443" in discovery_fix(settings, dns)
+    assert "token" not in discovery_fix(settings, dns).lower()
+    assert "TOKEN header" in discovery_fix(settings, "HTTP 401: Alation rejected the token; rotate it")
+    assert "TOKEN header" in discovery_fix(settings, "HTTP 403: forbidden")
+    assert "acme.alationcloud.com:443" in discovery_fix(settings, "timed out: read timeout")
+    assert "retry later" in discovery_fix(settings, "HTTP 503")
+
+
+def test_transport_instruction_is_said_once() -> None:
+    from airflow_provider_alation.configuration import TRANSPORT_LINE
+
+    for message in (
+        f"OpenLineage is not sending to Alation (it is 'console'); set {TRANSPORT_LINE}",
+        f"[openlineage] transport is not valid JSON; set {TRANSPORT_LINE}",
+        "[openlineage] config_path is set; make sure its transport is AlationTransport, or unset it and "
+        f"set {TRANSPORT_LINE}",
+    ):
+        head, fix = split_instruction(message)
+        assert TRANSPORT_LINE not in head and fix.count(TRANSPORT_LINE) == 1, (head, fix)
+    head, fix = split_instruction(
+        "OpenLineage is disabled ([openlineage] disabled = True); no lineage is sent. "
+        "Unset AIRFLOW__OPENLINEAGE__DISABLED."
+    )
+    assert "Unset" not in head and fix.startswith("Unset AIRFLOW__OPENLINEAGE__DISABLED")
+
+
+def test_emission_lines() -> None:
+    lines = emission_lines({"a": ["*"], "b": ["t1"]}, {"c": ["t2", "t3"]})
+    assert [line.check for line in lines] == [
+        "emission policy of a",
+        "emission policy of b",
+        "hook lineage of c",
+    ]
+    assert all(line.status == "warn" for line in lines)
+
+
+def test_unmigrated_airflow_home_suggests_db_migrate(catalogued, token, tmp_path, airflow_home) -> None:
+    fresh = tmp_path / "fresh-home"
+    fresh.mkdir()
+    env = {**alation_env(catalogued, token, tmp_path), "AIRFLOW_HOME": str(fresh)}
+    _, lines = run_check(airflow_home, env, "--only", "namespaces")
+    line = find(lines, "namespaces", "database connections")
+    assert MIGRATE_HINT in line["message"] and "airflow db migrate" in line["fix"], line
+    assert "airflow db migrate" not in line["message"]
+
+
+def test_check_fits_80_columns(airflow_home, catalogued, token, tmp_path) -> None:
+    env = alation_env(catalogued, token, tmp_path)
+    env["AIRFLOW_CONN_PG_BY_IP"] = f"postgres://etl:{DB_PASSWORD}@10.20.30.40:5432/sales_db"
+    env["COLUMNS"] = "80"
+    done, _ = run_check(airflow_home, env, "--only", "namespaces", json_output=False)
+    out = done.stdout
+    assert [line for line in out.splitlines() if len(line) > 80] == []
+    for value in (
+        "postgres://10.20.30.40:5432",
+        "redshift://analytics.c9xyz1abc.us-east-1.redshift.amazonaws.com:5439",
+        "pg_by_ip",
+        "add 10.20.30.40:5432 to",
+    ):
+        assert any(value in line for line in out.splitlines()), (value, out)

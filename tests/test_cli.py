@@ -6,8 +6,11 @@ import json
 import os
 import subprocess
 import sys
+from importlib import metadata
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from airflow_provider_alation.testing.fake_alation import FakeAlation
 from tests.support.airflow_home import AirflowHome, connection_json
@@ -16,7 +19,12 @@ CLI = str(Path(sys.executable).with_name("airflow-alation"))
 
 
 def run_cli(
-    fake: FakeAlation, token: str, home: Path, *args: str, extra: dict[str, Any] | None = None
+    fake: FakeAlation,
+    token: str,
+    home: Path,
+    *args: str,
+    extra: dict[str, Any] | None = None,
+    columns: int = 400,
 ) -> subprocess.CompletedProcess[str]:
     settings = {"discover_datasources": True, "verify": str(fake.cert_path), "cache_dir": str(home / "cache")}
     settings.update(extra or {})
@@ -24,7 +32,7 @@ def run_cli(
     env.update(
         AIRFLOW_HOME=str(home),
         AIRFLOW_CONN_ALATION_DEFAULT=connection_json(fake.url, token, settings),
-        COLUMNS="400",
+        COLUMNS=str(columns),
     )
     return subprocess.run([CLI, *args], env=env, capture_output=True, text=True, timeout=180, check=False)
 
@@ -153,3 +161,110 @@ def test_reads_a_connection_stored_in_the_airflow_database(
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "#13 Lakehouse (Trino)" in done.stdout
+
+
+# --- narrow terminals ---------------------------------------------------------------------------
+
+
+def assert_fits(out: str, columns: int, *whole: str) -> None:
+    """No line is wider than the terminal, and each value a user copies is on one line, unbroken."""
+    lines = out.splitlines()
+    too_wide = [line for line in lines if len(line) > columns]
+    assert not too_wide, "\n".join(too_wide)
+    for value in whole:
+        assert any(value in line for line in lines), f"{value!r} is split or missing in:\n{out}"
+
+
+NARROW_NAMESPACES = (
+    "postgres://10.0.0.5:5432",
+    "redshift://analytics.us-east-1:5439",
+    "snowflake://myorg-myaccount",
+    "postgres://pgbouncer.internal:6432",
+    "databricks://adb-1234567890123456.7.azuredatabricks.net",
+)
+
+
+@pytest.mark.parametrize("columns", [80, 100, 120])
+def test_resolve_fits_a_narrow_terminal(catalogued, token, tmp_path, columns) -> None:
+    done = run_cli(
+        catalogued,
+        token,
+        tmp_path,
+        "resolve",
+        *NARROW_NAMESPACES,
+        extra={"namespace_map": {"10.0.0.5:5432": "prod-db.example.com:5432"}},
+        columns=columns,
+    )
+    assert done.returncode == 1, done.stderr  # pgbouncer matches no data source
+    assert_fits(
+        done.stdout,
+        columns,
+        *NARROW_NAMESPACES,
+        "postgres://prod-db.example.com:5432",
+        "redshift://analytics.c9xyz1abc.us-east-1.redshift.amazonaws.com:5439",
+        "snowflake://myorg-myaccount.snowflakecomputing.com:443",
+        "databricks://adb-1234567890123456.7.azuredatabricks.net:443",
+        "add pgbouncer.internal:6432 to",
+        "#10 Snowflake (org-account)",
+    )
+    # The fix is prose wrapped at spaces, not a word per line.
+    fix_lines = done.stdout[done.stdout.index("add pgbouncer.internal:6432") :].splitlines()[:3]
+    assert all(len(line.split()) > 3 for line in fix_lines), fix_lines
+
+
+def test_datasources_fit_a_narrow_terminal(catalogued, token, tmp_path) -> None:
+    done = run_cli(catalogued, token, tmp_path, "datasources", columns=80)
+    assert done.returncode == 0, done.stderr
+    assert_fits(
+        done.stdout,
+        80,
+        "rac1.example.com:1521",
+        "rac2.example.com:1531",
+        "analytics.c9xyz1abc.us-east-1.redshift.amazonaws.com:5439",
+        "prod-db.example.com:5432",
+    )
+
+
+# --- airflow alation ... (the provider info's "cli" key) ------------------------------------------
+
+
+def airflow_env(home: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "OPENLINEAGE"))}
+    return {**env, "AIRFLOW_HOME": str(home), "AIRFLOW__CORE__LOAD_EXAMPLES": "False", "COLUMNS": "100"}
+
+
+def test_airflow_alation_commands_and_version(tmp_path) -> None:
+    airflow = str(Path(sys.executable).with_name("airflow"))
+    env = airflow_env(tmp_path / "home")
+    version = metadata.version("airflow-provider-alation")
+
+    def run(*argv: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=180, check=False)
+
+    helped = run(airflow, "alation", "--help")
+    assert helped.returncode == 0, helped.stderr
+    for command in ("check", "resolve", "datasources", "replay", "version"):
+        assert command in helped.stdout
+    listed = run(airflow, "--help")
+    assert "alation" in listed.stdout
+    checked = run(airflow, "alation", "check", "--only", "versions", "--json")
+    assert checked.returncode == 0, checked.stderr
+    body = json.loads(checked.stdout[checked.stdout.index("{") :])
+    assert {line["check"] for line in body["lines"]} >= {"apache-airflow", "openlineage-python"}
+    resolve_help = run(airflow, "alation", "resolve", "--help")
+    assert "--offline" in resolve_help.stdout and "NAMESPACE" in resolve_help.stdout
+    assert run(airflow, "alation", "version").stdout.strip() == f"airflow-provider-alation {version}"
+    assert run(CLI, "--version").stdout.strip() == f"airflow-alation {version}"
+    assert run(CLI, "version").stdout.strip() == f"airflow-provider-alation {version}"
+    # Bad usage and bad settings exit 2 under both names.
+    assert run(airflow, "alation", "resolve").returncode == 2
+    bad = {**env, "AIRFLOW_CONN_ALATION_DEFAULT": json.dumps({"conn_type": "alation", "host": "nope"})}
+    failed = subprocess.run(
+        [airflow, "alation", "resolve", "--offline", "postgres://x:5432"],
+        env=bad,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert failed.returncode == 2 and "Traceback" not in failed.stderr, failed.stderr

@@ -1,13 +1,17 @@
 """The Airflow plugin.
 
-- When a scheduler, worker or API server starts it logs, once and with no network call, whether
-  the OpenLineage provider is pointed at ``AlationTransport``, so a missing ``[openlineage]
-  transport`` line shows in that component's log instead of as missing lineage.
+- When a scheduler, DAG processor or triggerer starts it logs, once per process and with no network
+  call, whether the OpenLineage provider is pointed at ``AlationTransport``, so a missing
+  ``[openlineage] transport`` line shows in that component's log instead of as missing lineage.
+  Airflow also calls ``on_starting`` in every task process (with a ``TaskRunnerMarker``): the line is
+  kept out of task logs. (The API server calls no ``on_starting``.)
 - In each task process, when the task succeeds and before the OpenLineage provider forks the
   child that emits the task's events, it records the task's DAG tags and has the transport read
   its settings here (see :mod:`airflow_provider_alation.task_context`): the forked child then
   reads no connection, and per-query events of SQL run through a hook are opted in by the DAG's
   tag like the task's own event.
+- In Airflow 3's API server, a middleware makes the Connections list's Test button answer for
+  Alation connections (see :mod:`airflow_provider_alation.ui_test_button`).
 
 Loading the plugin also imports the transport once per Airflow process (about 13 ms with byte
 code), so the provider's per-event forked children do not each pay it."""
@@ -15,6 +19,7 @@ code), so the provider's per-event forked children do not each pay it."""
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any
 
 from airflow.listeners import hookimpl
@@ -25,13 +30,28 @@ from airflow.plugins_manager import AirflowPlugin
 import airflow_provider_alation.transport  # noqa: F401
 from airflow_provider_alation import task_context
 from airflow_provider_alation.configuration import transport_status
+from airflow_provider_alation.ui_test_button import AlationTestButtonMiddleware
 
 log = logging.getLogger(__name__)
+
+
+#: The process that logged the start-up line (a forked child logs its own once).
+_announced_in: int | None = None
+
+
+def _is_task_process(component: Any) -> bool:
+    """Airflow's task runner passes a ``TaskRunnerMarker``; jobs (scheduler, DAG processor, triggerer)
+    pass their ``Job``."""
+    return type(component).__name__ == "TaskRunnerMarker"
 
 
 class StartupCheck:
     @hookimpl
     def on_starting(self, component: Any) -> None:
+        global _announced_in
+        if _is_task_process(component) or _announced_in == os.getpid():
+            return
+        _announced_in = os.getpid()
         try:
             ok, message = transport_status()
         except Exception:
@@ -89,3 +109,13 @@ class TaskContextRecorder:
 class AlationPlugin(AirflowPlugin):
     name = "alation"
     listeners = [StartupCheck(), TaskContextRecorder()]
+    # Airflow 3's API server: the Connections list's Test button answers for Alation connections
+    # (Airflow 3.3.2 sends port 0 and gets "Bad Request"), naming the user's connection id.
+    fastapi_root_middlewares = [
+        {
+            "middleware": AlationTestButtonMiddleware,
+            "args": [],
+            "kwargs": {},
+            "name": "Alation connection Test button",
+        }
+    ]
