@@ -31,6 +31,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Literal
 
+from airflow_provider_alation.advice import REFRESH_TOKEN_FIX, TOKEN_FIX, host_port
 from airflow_provider_alation.settings import AlationSettings, SettingsError
 
 Status = Literal["pass", "warn", "fail", "info"]
@@ -436,14 +437,6 @@ NETWORK_FIXES = {
     '"timeout" if the tenant is slow to answer',
     "tls": 'set "verify" in the connection\'s extra to the path of your CA bundle (PEM)',
 }
-TOKEN_FIX = (
-    "create a new API token in Alation (Settings > Server Admin > API Access Tokens) and paste it into "
-    "the connection's API token (password) field"
-)
-REFRESH_TOKEN_FIX = (
-    "check the refresh token (password) and the Alation user id (login) it belongs to, or create a new "
-    "refresh token in Alation"
-)
 
 
 def tenant_lines(
@@ -552,18 +545,6 @@ def check_datasources(settings: AlationSettings, refresh: bool = False) -> tuple
             discovery_fix(settings, load.detail),
         )
     ], None
-
-
-def host_port(url: str) -> str:
-    """``host:port`` of a URL (443 or 80 when it names none)."""
-    from urllib.parse import urlsplit
-
-    parts = urlsplit(url)
-    try:
-        port = parts.port
-    except ValueError:
-        port = None
-    return f"{parts.hostname or url}:{port or (80 if parts.scheme == 'http' else 443)}"
 
 
 def problem_of(detail: str) -> str:

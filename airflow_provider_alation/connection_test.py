@@ -16,12 +16,12 @@ import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from urllib.parse import urlsplit
 
 from openlineage.client.event_v2 import Job, Run, RunEvent, RunState
 from openlineage.client.serde import Serde
 
 from airflow_provider_alation import __version__
+from airflow_provider_alation.advice import REFRESH_TOKEN_FIX, TOKEN_FIX, host_port
 from airflow_provider_alation.delivery import Outcome, sender_for
 from airflow_provider_alation.settings import AlationSettings, SettingsError
 from airflow_provider_alation.tokens import TokenError
@@ -69,28 +69,6 @@ LABELS = {
     "rejected": "Event refused",
     "settings": "Settings invalid",
 }
-
-TOKEN_FIX = (
-    "create a new API token in Alation (Settings > Server Admin > API Access Tokens) and paste it into "
-    "the connection's API token (password) field"
-)
-REFRESH_TOKEN_FIX = (
-    "check the refresh token (password) and the Alation user id (login) it belongs to, or create a new "
-    "refresh token in Alation"
-)
-
-
-def host_port(url: str) -> str:
-    """``host:port`` of a URL, with the scheme's default port when the URL names none."""
-    parts = urlsplit(url)
-    host = parts.hostname or url
-    if ":" in host:
-        host = f"[{host}]"
-    try:
-        port = parts.port
-    except ValueError:
-        port = None
-    return f"{host}:{port or (80 if parts.scheme == 'http' else 443)}"
 
 
 def _of(conn_id: str | None) -> str:
