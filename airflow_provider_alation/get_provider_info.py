@@ -7,7 +7,7 @@ from typing import Any
 
 def get_provider_info() -> dict[str, Any]:
     from airflow_provider_alation import __version__
-    from airflow_provider_alation.connection import UI_FIELD_BEHAVIOUR, conn_fields
+    from airflow_provider_alation.integration.connection import UI_FIELD_BEHAVIOUR, conn_fields
 
     return {
         "package-name": "airflow-provider-alation",
@@ -40,5 +40,5 @@ def get_provider_info() -> dict[str, Any]:
             {"name": "alation", "plugin-class": "airflow_provider_alation.plugins.alation.AlationPlugin"}
         ],
         # Airflow 3.2+: ``airflow alation check|resolve|datasources|replay|version``.
-        "cli": ["airflow_provider_alation.cli.get_airflow_commands"],
+        "cli": ["airflow_provider_alation.commands.cli.get_airflow_commands"],
     }

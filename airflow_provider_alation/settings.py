@@ -26,7 +26,7 @@ from pydantic import (
     model_validator,
 )
 
-from airflow_provider_alation.namespaces import (
+from airflow_provider_alation.lineage.namespaces import (
     INVALID_PORT,
     ExpressionError,
     canonical_scheme,

@@ -24,23 +24,24 @@ import attr
 from openlineage.client.serde import Serde
 from openlineage.client.transport.transport import Config, Transport
 
-from airflow_provider_alation import gate, metrics, task_context
-from airflow_provider_alation.delivery import Outcome, Sender, sender_for
-from airflow_provider_alation.discovery import load_index
-from airflow_provider_alation.logtext import printable
-from airflow_provider_alation.masking import mask_secret
-from airflow_provider_alation.namespaces import parse_namespace, redact
-from airflow_provider_alation.outbox import Claim, LocalOutbox, outbox_for
-from airflow_provider_alation.replay import late_settler, replay, settle
-from airflow_provider_alation.resolution import NamespaceResolver, Resolution
+from airflow_provider_alation.alation.delivery import Outcome, Sender, sender_for
+from airflow_provider_alation.alation.discovery import load_index
+from airflow_provider_alation.alation.masking import mask_secret
+from airflow_provider_alation.alation.tokens import BearerToken
+from airflow_provider_alation.integration import metrics, task_context
+from airflow_provider_alation.lineage import gate
+from airflow_provider_alation.lineage.logtext import printable
+from airflow_provider_alation.lineage.namespaces import parse_namespace, redact
+from airflow_provider_alation.lineage.resolution import NamespaceResolver, Resolution
+from airflow_provider_alation.lineage.shaping import body_shaper, encode, shape_event, strip_credentials
+from airflow_provider_alation.outbox.replay import late_settler, replay, settle
+from airflow_provider_alation.outbox.store import Claim, LocalOutbox, outbox_for
 from airflow_provider_alation.settings import (
     DEFAULT_CONN_ID,
     AlationSettings,
     SettingsError,
     build_settings,
 )
-from airflow_provider_alation.shaping import body_shaper, encode, shape_event, strip_credentials
-from airflow_provider_alation.tokens import BearerToken
 
 if TYPE_CHECKING:
     from openlineage.client.client import Event
@@ -360,7 +361,8 @@ class AlationTransport(Transport):
         """The validated settings (cached for a minute); None, logged once, when they are invalid.
 
         A child forked off a task process to emit uses what the task process read (see
-        :mod:`~airflow_provider_alation.task_context`), however old: it never reads the connection.
+        :mod:`~airflow_provider_alation.integration.task_context`), however old: it never reads the
+        connection.
         """
         with self._lock:
             stale = time.monotonic() - self._loaded_at > SETTINGS_TTL_SECONDS
@@ -404,7 +406,7 @@ class AlationTransport(Transport):
                 ],
                 "the transport configuration",
             )
-        from airflow_provider_alation.connection import load_settings
+        from airflow_provider_alation.integration.connection import load_settings
 
         return load_settings(self.config.conn_id)
 

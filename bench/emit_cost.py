@@ -222,10 +222,10 @@ def breakdown(count: int = 300) -> dict[str, float]:
 
     from openlineage.client.serde import Serde
 
-    from airflow_provider_alation.delivery import Outcome
-    from airflow_provider_alation.outbox import LocalOutbox
-    from airflow_provider_alation.replay import replay, settle
-    from airflow_provider_alation.shaping import shape_event
+    from airflow_provider_alation.alation.delivery import Outcome
+    from airflow_provider_alation.lineage.shaping import shape_event
+    from airflow_provider_alation.outbox.replay import replay, settle
+    from airflow_provider_alation.outbox.store import LocalOutbox
 
     quiet()
     raw = load_events()

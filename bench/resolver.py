@@ -29,12 +29,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from rich.console import Console
 from rich.table import Table
 
-from airflow_provider_alation.datasources import DataSource, DataSourceIndex
-from airflow_provider_alation.discovery import _MEMO, DiscoveryCache
-from airflow_provider_alation.namespaces import _COMPILED
-from airflow_provider_alation.resolution import NamespaceResolver
+from airflow_provider_alation.alation.discovery import _MEMO, DiscoveryCache
+from airflow_provider_alation.lineage.datasources import DataSource, DataSourceIndex
+from airflow_provider_alation.lineage.namespaces import _COMPILED
+from airflow_provider_alation.lineage.resolution import NamespaceResolver
+from airflow_provider_alation.lineage.shaping import shape_event
 from airflow_provider_alation.settings import build_settings
-from airflow_provider_alation.shaping import shape_event
 from airflow_provider_alation.testing.catalog import synthetic_datasources, synthetic_namespaces
 
 SCHEMES = ("postgres", "mysql", "mssql", "oracle", "trino", "teradata", "redshift", "db2")

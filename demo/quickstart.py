@@ -30,8 +30,8 @@ from rich.console import Console, Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from airflow_provider_alation import gate
 from airflow_provider_alation.example_dags import FOLDER as EXAMPLE_DAGS
+from airflow_provider_alation.lineage import gate
 from airflow_provider_alation.testing.catalog import reference_datasources
 from airflow_provider_alation.testing.fake_alation import FakeAlation
 

@@ -18,16 +18,16 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_alation import masking
-from airflow_provider_alation.connection_test import probe_connection
-from airflow_provider_alation.delivery import Sender, late_answer_seconds
-from airflow_provider_alation.discovery import UNFINISHED, load_index
-from airflow_provider_alation.network import OVERALL_TIMEOUT_FACTOR
-from airflow_provider_alation.outbox import LocalOutbox
+from airflow_provider_alation.alation import masking
+from airflow_provider_alation.alation.delivery import Sender, late_answer_seconds
+from airflow_provider_alation.alation.discovery import UNFINISHED, load_index
+from airflow_provider_alation.alation.network import OVERALL_TIMEOUT_FACTOR
+from airflow_provider_alation.alation.probe import probe_connection
+from airflow_provider_alation.alation.tokens import BearerToken, TokenError
+from airflow_provider_alation.outbox.store import LocalOutbox
 from airflow_provider_alation.settings import AlationSettings, build_settings
 from airflow_provider_alation.testing.catalog import synthetic_datasources
 from airflow_provider_alation.testing.fake_alation import FakeAlation, Fault
-from airflow_provider_alation.tokens import BearerToken, TokenError
 from airflow_provider_alation.transport import AlationConfig, AlationTransport
 from tests.support.emitter import distinct_event
 

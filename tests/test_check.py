@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import requests
 
-from airflow_provider_alation.check import (
+from airflow_provider_alation.commands.check import (
     MIGRATE_HINT,
     NO_CONVERTER,
     NO_PROVIDER,
@@ -33,8 +33,8 @@ from airflow_provider_alation.check import (
     tenant_lines,
     version_line,
 )
-from airflow_provider_alation.configuration import TRANSPORT_LINE, TRANSPORT_PATH
-from airflow_provider_alation.resolution import NamespaceResolver
+from airflow_provider_alation.integration.configuration import TRANSPORT_LINE, TRANSPORT_PATH
+from airflow_provider_alation.lineage.resolution import NamespaceResolver
 from airflow_provider_alation.settings import build_settings
 from airflow_provider_alation.testing.catalog import reference_datasources
 from airflow_provider_alation.testing.fake_alation import FakeAlation
@@ -589,7 +589,7 @@ def test_unverified_tls_is_a_warning() -> None:
 
 
 def test_refresh_token_that_cannot_reach_alation_is_a_network_problem_not_a_bad_token() -> None:
-    from airflow_provider_alation.connection_test import probe_connection
+    from airflow_provider_alation.alation.probe import probe_connection
 
     port = free_port()
     settings = _settings(
@@ -636,7 +636,7 @@ def test_asset_verdicts_ask_the_openlineage_provider() -> None:
     provider, an asset without a scheme is Airflow's alone. The URI is shown with its password masked."""
     from airflow.sdk import Asset
 
-    from airflow_provider_alation.check import _asset_registries, asset_verdict
+    from airflow_provider_alation.commands.check import _asset_registries, asset_verdict
 
     converters, handlers = _asset_registries()
     assert {"postgres", "postgresql", "file"} <= set(converters)
@@ -702,7 +702,7 @@ def test_asset_lines() -> None:
 
 
 def test_namespace_line_statuses() -> None:
-    from airflow_provider_alation.datasources import DataSource, DataSourceIndex
+    from airflow_provider_alation.lineage.datasources import DataSource, DataSourceIndex
 
     index = DataSourceIndex.build(
         [DataSource.from_api(item, api) for api, items in reference_datasources().items() for item in items]
@@ -729,7 +729,7 @@ def test_outbox_lines() -> None:
 
 
 def test_errors_on_report_lines_mask_credentials() -> None:
-    from airflow_provider_alation.check import _guarded
+    from airflow_provider_alation.commands.check import _guarded
 
     def broken() -> list[CheckLine]:
         raise RuntimeError("Invalid connection string: postgres://etl:hunter22@db.example.com:5432/x")
@@ -830,7 +830,7 @@ def test_discovery_fix_tells_network_from_token() -> None:
 
 
 def test_transport_instruction_is_said_once() -> None:
-    from airflow_provider_alation.configuration import TRANSPORT_LINE
+    from airflow_provider_alation.integration.configuration import TRANSPORT_LINE
 
     for message in (
         f"OpenLineage is not sending to Alation (it is 'console'); set {TRANSPORT_LINE}",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from airflow_provider_alation.connection_namespaces import (
+from airflow_provider_alation.integration.connection_namespaces import (
     ConnectionFields,
     Emitted,
     builtin_namespace,

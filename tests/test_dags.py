@@ -185,7 +185,7 @@ def test_non_url_host_logged_and_task_succeeds(airflow_home, fake_alation, token
 
 def _queued_outbox(spool: str, count: int) -> list[str]:
     """Events waiting in an outbox, as a failed delivery leaves them."""
-    from airflow_provider_alation.outbox import LocalOutbox
+    from airflow_provider_alation.outbox.store import LocalOutbox
     from tests.support.emitter import distinct_event
 
     outbox = LocalOutbox(spool)
@@ -220,7 +220,7 @@ def test_outbox_replay_dag_fails_loudly_on_a_rejected_token(
     assert not dag_run_succeeded(result, "alation_outbox_replay"), output[-3000:]
     assert "ReplayStopped" in output and "rejected the token" in output
     assert fake_alation.events == []
-    from airflow_provider_alation.outbox import LocalOutbox
+    from airflow_provider_alation.outbox.store import LocalOutbox
 
     assert LocalOutbox(spool).counts()["pending"] == 2  # still there for the next run
 

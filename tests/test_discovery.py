@@ -15,7 +15,13 @@ from typing import Any
 import pytest
 from openlineage.client.serde import Serde
 
-from airflow_provider_alation.discovery import FAILURE_BACKOFF_SECONDS, PAGE_SIZE, IndexLoad, load_index
+from airflow_provider_alation.alation.discovery import (
+    FAILURE_BACKOFF_SECONDS,
+    PAGE_SIZE,
+    IndexLoad,
+    load_index,
+)
+from airflow_provider_alation.alation.tokens import BearerToken, TokenError
 from airflow_provider_alation.settings import AlationSettings, build_settings
 from airflow_provider_alation.testing.catalog import (
     reference_datasources,
@@ -23,7 +29,6 @@ from airflow_provider_alation.testing.catalog import (
     synthetic_namespaces,
 )
 from airflow_provider_alation.testing.fake_alation import FakeAlation, Fault
-from airflow_provider_alation.tokens import BearerToken, TokenError
 from airflow_provider_alation.transport import AlationConfig, AlationTransport
 from tests.test_gate import make_event
 
@@ -76,7 +81,7 @@ def test_every_page_read_once_with_the_token_header(fake_alation, token, catalog
     # Every synthetic namespace resolves to its own data source.
     index = result.index
     assert index is not None
-    from airflow_provider_alation.resolution import NamespaceResolver
+    from airflow_provider_alation.lineage.resolution import NamespaceResolver
 
     resolver = NamespaceResolver.from_map({}, index)
     resolved = [resolver.resolve(ns) for ns in synthetic_namespaces(SOURCES)]
@@ -100,7 +105,7 @@ def test_cache_reused_by_another_process(fake_alation, token, catalog, tmp_path)
     script = (
         "import json, sys\n"
         "from airflow_provider_alation.settings import build_settings\n"
-        "from airflow_provider_alation.discovery import load_index\n"
+        "from airflow_provider_alation.alation.discovery import load_index\n"
         "s = build_settings(json.loads(sys.argv[1]), inline=True)\n"
         "r = load_index(s, 5.0, token=lambda: 'unused')\n"
         "print(json.dumps({'state': r.state, 'sources': len(r.sources), 'requests': r.requests}))\n"
@@ -301,7 +306,7 @@ def test_server_ignoring_skip_is_detected_not_looped(fake_alation, token, catalo
 def test_corrupt_cache_and_status_files_are_ignored(fake_alation, token, catalog, tmp_path, content) -> None:
     settings = settings_for(fake_alation, token, tmp_path)
     assert load(settings).state == "refreshed"
-    from airflow_provider_alation.discovery import _MEMO, DiscoveryCache
+    from airflow_provider_alation.alation.discovery import _MEMO, DiscoveryCache
 
     cache = DiscoveryCache(tmp_path, settings.url)
     cache.path.write_bytes(content)

@@ -40,7 +40,7 @@ def test_every_extra_key_is_documented_with_its_default(monkeypatch) -> None:
 
 
 def test_documented_normalisers_are_the_built_in_ones() -> None:
-    from airflow_provider_alation.normalisers import NORMALISERS
+    from airflow_provider_alation.lineage.normalisers import NORMALISERS
 
     text = (REPO / "README.md").read_text()
     for normaliser in NORMALISERS:
@@ -68,7 +68,7 @@ def _table_rows(heading: str) -> list[list[str]]:
 
 
 def test_the_check_sections_table_lists_every_section_in_order() -> None:
-    from airflow_provider_alation.check import SECTIONS
+    from airflow_provider_alation.commands.check import SECTIONS
 
     documented = [row[0].strip("` ") for row in _table_rows("### The `airflow-alation` command")[:8]]
     assert documented == list(SECTIONS)
@@ -76,9 +76,9 @@ def test_the_check_sections_table_lists_every_section_in_order() -> None:
 
 def test_troubleshooting_names_check_lines_the_check_produces() -> None:
     """Each ``section / check`` the troubleshooting table names is a section and a line of check.py."""
-    from airflow_provider_alation.check import SECTIONS
+    from airflow_provider_alation.commands.check import SECTIONS
 
-    source = (REPO / "airflow_provider_alation" / "check.py").read_text()
+    source = (REPO / "airflow_provider_alation" / "commands" / "check.py").read_text()
     named = [
         ref
         for row in _table_rows("## Troubleshooting")

@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_alation.delivery import NETWORK_RETRY_SECONDS
-from airflow_provider_alation.outbox import LocalOutbox
-from airflow_provider_alation.replay import ReplaySummary, outbox_for, replay, sender_for
+from airflow_provider_alation.alation.delivery import NETWORK_RETRY_SECONDS
+from airflow_provider_alation.outbox.replay import ReplaySummary, outbox_for, replay, sender_for
+from airflow_provider_alation.outbox.store import LocalOutbox
 from airflow_provider_alation.settings import AlationSettings, build_settings
 from airflow_provider_alation.testing.fake_alation import FakeAlation, Fault
 from airflow_provider_alation.transport import AlationConfig, AlationTransport
@@ -294,7 +294,7 @@ def test_a_forked_child_gets_its_own_connection_and_locks(fake_alation, token, s
 
 
 def test_metrics_are_counted_under_the_alation_prefix(fake_alation, token, spool, monkeypatch) -> None:
-    from airflow_provider_alation import metrics
+    from airflow_provider_alation.integration import metrics
 
     seen: list[tuple[str, str, float]] = []
 
@@ -330,7 +330,7 @@ def test_metrics_are_counted_under_the_alation_prefix(fake_alation, token, spool
 
 @pytest.mark.parametrize("budget", [0.3, 0.55, 0.8, 1.3])
 def test_the_reported_problem_is_the_cause_not_the_budget(budget: float) -> None:
-    from airflow_provider_alation.delivery import Sender
+    from airflow_provider_alation.alation.delivery import Sender
 
     port = free_port()
     sender = Sender(f"https://localhost:{port}/open_lineage_event/", lambda: "t", timeout=0.2, verify=False)

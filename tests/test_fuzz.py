@@ -25,8 +25,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import event as note_event
 from hypothesis import strategies as st
 
-from airflow_provider_alation import gate
-from airflow_provider_alation.outbox import LocalOutbox
+from airflow_provider_alation.lineage import gate
+from airflow_provider_alation.outbox.store import LocalOutbox
 from airflow_provider_alation.settings import EXTRA_KEYS, SettingsError, build_settings
 from airflow_provider_alation.testing.fake_alation import FakeAlation
 from airflow_provider_alation.transport import AlationConfig, AlationTransport

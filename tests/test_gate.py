@@ -6,7 +6,7 @@ import pytest
 from openlineage.client.event_v2 import InputDataset, Job, OutputDataset, Run, RunEvent, RunState
 from openlineage.client.facet_v2 import job_type_job, parent_run, tags_job
 
-from airflow_provider_alation import gate
+from airflow_provider_alation.lineage import gate
 from airflow_provider_alation.settings import DagSelection
 
 RUN_ID = "01a20e9b-db9b-7a99-961f-3cdaa03368a6"

@@ -137,7 +137,7 @@ def test_connection_json_roundtrip(monkeypatch, token) -> None:
 def test_settings_error_names_the_users_connection_not_airflows_temporary_one(token, monkeypatch) -> None:
     """Airflow's test endpoint saves the connection under a random id; the middleware records the
     id of the request, and the verdict names it."""
-    from airflow_provider_alation import ui_test_button
+    from airflow_provider_alation.integration import ui_test_button
 
     monkeypatch.setenv(
         "AIRFLOW_CONN_X7RANDOM", connection_json("https://acme.alationcloud.com", token, {"timout": 3})
@@ -168,7 +168,7 @@ def test_settings_error_names_the_users_connection_not_airflows_temporary_one(to
     ],
 )
 def test_test_button_body_rewrite(body, expected, conn_id) -> None:
-    from airflow_provider_alation.ui_test_button import rewrite_body
+    from airflow_provider_alation.integration.ui_test_button import rewrite_body
 
     raw = json.dumps(body).encode()
     rewritten, found = rewrite_body(raw)
@@ -180,8 +180,8 @@ def test_test_button_body_rewrite(body, expected, conn_id) -> None:
 def test_conn_fields_cover_every_extra_key_and_match_airflows_schema() -> None:
     import jsonschema
 
-    from airflow_provider_alation.connection import conn_fields
     from airflow_provider_alation.get_provider_info import get_provider_info
+    from airflow_provider_alation.integration.connection import conn_fields
     from airflow_provider_alation.settings import EXTRA_KEYS
 
     fields = conn_fields()
@@ -206,7 +206,7 @@ def test_conn_fields_cover_every_extra_key_and_match_airflows_schema() -> None:
 
 def test_what_an_untouched_form_writes_gives_the_defaults(token) -> None:
     """The form writes every field: its default, or null / "" for a field without one."""
-    from airflow_provider_alation.connection import conn_fields, settings_from_fields
+    from airflow_provider_alation.integration.connection import conn_fields, settings_from_fields
     from airflow_provider_alation.settings import build_settings
 
     written = {name: field["schema"].get("default") for name, field in conn_fields().items()}
@@ -222,7 +222,7 @@ def test_what_an_untouched_form_writes_gives_the_defaults(token) -> None:
 
 
 def test_port_field() -> None:
-    from airflow_provider_alation.connection import settings_from_fields
+    from airflow_provider_alation.integration.connection import settings_from_fields
 
     settings = settings_from_fields(host="https://127.0.0.1", password="t0ken-abc", port=8443)
     assert settings.url == "https://127.0.0.1:8443"

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from airflow_provider_alation.namespaces import canonical, parse_namespace
-from airflow_provider_alation.resolution import NamespaceResolver
+from airflow_provider_alation.lineage.namespaces import canonical, parse_namespace
+from airflow_provider_alation.lineage.resolution import NamespaceResolver
 
 
 @pytest.mark.parametrize(
@@ -96,7 +96,7 @@ def test_a_backtracking_rule_cannot_hang_resolution() -> None:
     """Python's re takes 4 s with this rule on a 16-letter label and 63 s on 20; RE2 is linear."""
     import threading
 
-    from airflow_provider_alation.resolution import NamespaceResolver
+    from airflow_provider_alation.lineage.resolution import NamespaceResolver
 
     rule = r"re:^postgres://([a-z0-9-]+\.?)+\.prod\.internal:5432$"
     resolver = NamespaceResolver.from_map({rule: "postgres://db.example.com:5432"})

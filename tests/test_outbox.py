@@ -8,7 +8,7 @@ import sys
 import threading
 from pathlib import Path
 
-from airflow_provider_alation.outbox import LocalOutbox
+from airflow_provider_alation.outbox.store import LocalOutbox
 
 
 def filled(tmp_path: Path, count: int, **kwargs) -> LocalOutbox:
@@ -75,7 +75,7 @@ def test_processes_claim_each_entry_once(tmp_path: Path) -> None:
     outbox = filled(tmp_path, 300)
     script = (
         "import json, sys\n"
-        "from airflow_provider_alation.outbox import LocalOutbox\n"
+        "from airflow_provider_alation.outbox.store import LocalOutbox\n"
         "box = LocalOutbox(sys.argv[1]); got = []\n"
         "while claims := box.claim(5):\n"
         "    got += [json.loads(c.body)['n'] for c in claims]\n"
@@ -149,7 +149,7 @@ def test_caps_count_and_drop_dead_letters_too(tmp_path: Path) -> None:
 
 
 def test_a_full_disk_cannot_strand_a_dead_letter(tmp_path: Path, monkeypatch) -> None:
-    from airflow_provider_alation import outbox as outbox_module
+    from airflow_provider_alation.outbox import store as outbox_module
 
     outbox = LocalOutbox(tmp_path / "spool")
     claim = outbox.put(b'{"n": 1}')

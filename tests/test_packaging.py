@@ -165,7 +165,7 @@ def test_entry_points(dists: Dists) -> None:
     assert sections["airflow.plugins"] == {
         "alation": "airflow_provider_alation.plugins.alation:AlationPlugin"
     }
-    assert sections["console_scripts"] == {"airflow-alation": "airflow_provider_alation.cli:main"}
+    assert sections["console_scripts"] == {"airflow-alation": "airflow_provider_alation.commands.cli:main"}
 
 
 def test_example_dags_are_found_from_the_installed_package() -> None:

@@ -7,7 +7,7 @@ import logging
 
 import pytest
 
-from airflow_provider_alation.configuration import TRANSPORT_LINE, transport_status
+from airflow_provider_alation.integration.configuration import TRANSPORT_LINE, transport_status
 from airflow_provider_alation.plugins import alation as alation_plugin
 from airflow_provider_alation.plugins.alation import AlationPlugin, StartupCheck
 

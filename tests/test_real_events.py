@@ -22,8 +22,8 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_alation.delivery import Outcome
-from airflow_provider_alation.outbox import LocalOutbox
+from airflow_provider_alation.alation.delivery import Outcome
+from airflow_provider_alation.outbox.store import LocalOutbox
 from airflow_provider_alation.testing.fake_alation import FakeAlation
 from airflow_provider_alation.transport import AlationConfig, AlationTransport
 from tests.support.real_events import (

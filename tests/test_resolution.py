@@ -11,10 +11,10 @@ from dataclasses import dataclass
 import pytest
 from openlineage.client.naming import dataset as naming
 
-from airflow_provider_alation.datasources import DataSource, DataSourceIndex, parse_datasource_uri
-from airflow_provider_alation.normalisers import NORMALISERS
-from airflow_provider_alation.resolution import NamespaceResolver
-from airflow_provider_alation.shaping import shape_event
+from airflow_provider_alation.lineage.datasources import DataSource, DataSourceIndex, parse_datasource_uri
+from airflow_provider_alation.lineage.normalisers import NORMALISERS
+from airflow_provider_alation.lineage.resolution import NamespaceResolver
+from airflow_provider_alation.lineage.shaping import shape_event
 from airflow_provider_alation.testing.catalog import reference_datasources
 
 
@@ -391,7 +391,7 @@ def test_event_rewritten_consistently_with_discovery() -> None:
 def test_odd_namespaces_parse_to_one_host_port_or_none(
     namespace: str, host: str | None, port: int | None
 ) -> None:
-    from airflow_provider_alation.namespaces import parse_namespace
+    from airflow_provider_alation.lineage.namespaces import parse_namespace
 
     parsed = parse_namespace(namespace)
     assert (parsed.host, parsed.port) == (host, port)

@@ -20,10 +20,11 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_alation import gate, task_context
-from airflow_provider_alation.resolution import NamespaceResolver
+from airflow_provider_alation.integration import task_context
+from airflow_provider_alation.lineage import gate
+from airflow_provider_alation.lineage.resolution import NamespaceResolver
+from airflow_provider_alation.lineage.shaping import _candidates, encode, shape_event
 from airflow_provider_alation.settings import DagSelection
-from airflow_provider_alation.shaping import _candidates, encode, shape_event
 from airflow_provider_alation.transport import SETTINGS_TTL_SECONDS, AlationConfig, AlationTransport
 
 ALATION = "airflow_provider_alation.transport.AlationTransport"
@@ -444,7 +445,7 @@ def _large_event() -> dict:
 
 
 def test_held_too_large_is_dead_lettered_once_never_posted_and_logged_once(tmp_path, caplog) -> None:
-    from airflow_provider_alation.outbox import LocalOutbox
+    from airflow_provider_alation.outbox.store import LocalOutbox
 
     caplog.set_level(logging.DEBUG, logger="airflow_provider_alation")
     spool = tmp_path / "spool"

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from airflow_provider_alation.connection import settings_from_fields
+from airflow_provider_alation.integration.connection import settings_from_fields
 from airflow_provider_alation.settings import SettingsError, build_settings
 
 TOKEN = "settings-test-token-0123456789"

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from airflow_provider_alation.resolution import NamespaceResolver
-from airflow_provider_alation.shaping import shape_event
+from airflow_provider_alation.lineage.resolution import NamespaceResolver
+from airflow_provider_alation.lineage.shaping import shape_event
 from tests.support.spec import validate_event
 
 NS = "postgres://10.0.0.5:6432"
@@ -272,7 +272,7 @@ def test_credentials_in_any_namespace_form_are_stripped_before_anything_sees_the
 
 
 def test_an_at_sign_in_a_path_is_not_taken_for_credentials() -> None:
-    from airflow_provider_alation.namespaces import redact, strip_userinfo
+    from airflow_provider_alation.lineage.namespaces import redact, strip_userinfo
 
     assert strip_userinfo("s3://bucket/logs/2024@eu/x") == "s3://bucket/logs/2024@eu/x"
     assert strip_userinfo("postgres://user@db:5432") == "postgres://db:5432"

@@ -10,7 +10,7 @@ import threading
 import time
 from pathlib import Path
 
-from airflow_provider_alation.outbox import LocalOutbox
+from airflow_provider_alation.outbox.store import LocalOutbox
 from tests.support.airflow_home import REPO
 from tests.test_faults import replay_all
 

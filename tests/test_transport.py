@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from openlineage.client.event_v2 import RunState
 
-from airflow_provider_alation import gate
+from airflow_provider_alation.lineage import gate
 from airflow_provider_alation.testing.fake_alation import FakeAlation, Fault
 from airflow_provider_alation.transport import AlationConfig, AlationTransport
 from tests.support.network import free_port
@@ -199,7 +199,7 @@ def test_repr_hides_token(fake_alation, token) -> None:
 def test_an_event_above_the_cap_after_trimming_is_dead_lettered_not_posted(
     fake_alation, token, alation_logs, tmp_path
 ) -> None:
-    from airflow_provider_alation.outbox import LocalOutbox
+    from airflow_provider_alation.outbox.store import LocalOutbox
 
     spool = tmp_path / "spool"
     event = make_event(inputs=60, outputs=60)  # 120 datasets: about 6 KB that no trim can remove
@@ -213,7 +213,7 @@ def test_an_event_above_the_cap_after_trimming_is_dead_lettered_not_posted(
 
 
 def test_per_query_event_opted_in_by_the_tag_the_task_process_recorded(fake_alation, token) -> None:
-    from airflow_provider_alation import task_context
+    from airflow_provider_alation.integration import task_context
     from tests.test_gate import _child
 
     t = transport(fake_alation, token, namespace_map={})
@@ -236,8 +236,8 @@ def test_a_forked_emitter_uses_the_settings_the_task_process_read(
     import json
     import os
 
-    from airflow_provider_alation import task_context
     from airflow_provider_alation import transport as transport_module
+    from airflow_provider_alation.integration import task_context
     from tests.support.airflow_home import connection_json
 
     monkeypatch.setattr(transport_module, "SETTINGS_TTL_SECONDS", 0.0)  # any later call would re-read
@@ -298,7 +298,7 @@ def test_an_event_of_unexpected_shape_is_sent_or_dead_lettered_never_lost(
 ) -> None:
     from openlineage.client.serde import Serde
 
-    from airflow_provider_alation.outbox import LocalOutbox
+    from airflow_provider_alation.outbox.store import LocalOutbox
 
     event = Serde.to_dict(make_event())
     mutate(event)

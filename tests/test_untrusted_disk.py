@@ -16,18 +16,18 @@ from typing import Any, TypeVar
 
 import pytest
 
-from airflow_provider_alation.discovery import _MEMO, DiscoveryCache
-from airflow_provider_alation.disk import (
+from airflow_provider_alation.alation.discovery import _MEMO, DiscoveryCache
+from airflow_provider_alation.alation.tokens import AccessTokenCache
+from airflow_provider_alation.outbox.disk import (
     UnsafeDirectory,
     UntrustedFile,
     check_private_dir,
     read_regular_file,
 )
-from airflow_provider_alation.outbox import LocalOutbox
-from airflow_provider_alation.replay import ReplaySummary, replay
+from airflow_provider_alation.outbox.replay import ReplaySummary, replay
+from airflow_provider_alation.outbox.store import LocalOutbox
 from airflow_provider_alation.settings import build_settings
 from airflow_provider_alation.testing.fake_alation import FakeAlation
-from airflow_provider_alation.tokens import AccessTokenCache
 from airflow_provider_alation.transport import AlationConfig, AlationTransport
 from tests.support.emitter import distinct_event
 from tests.test_cli import run_cli
@@ -105,8 +105,8 @@ def plant_everything(outbox: LocalOutbox, tmp_path: Path) -> list[str]:
 
 
 def replay_spool(fake: FakeAlation, token: str, spool: Path, **kwargs: Any) -> ReplaySummary:
-    from airflow_provider_alation.delivery import sender_for
-    from airflow_provider_alation.outbox import outbox_for
+    from airflow_provider_alation.alation.delivery import sender_for
+    from airflow_provider_alation.outbox.store import outbox_for
 
     values = config(fake.url, token, spool, fake.cert_path, time_budget=5, timeout=2)
     settings = build_settings(values, inline=True)

@@ -15,9 +15,9 @@ from pathlib import Path
 
 from openlineage.client.serde import Serde
 
-from airflow_provider_alation.delivery import sender_for
-from airflow_provider_alation.outbox import LocalOutbox
-from airflow_provider_alation.replay import replay, shaper_for
+from airflow_provider_alation.alation.delivery import sender_for
+from airflow_provider_alation.outbox.replay import replay, shaper_for
+from airflow_provider_alation.outbox.store import LocalOutbox
 from airflow_provider_alation.settings import build_settings
 from airflow_provider_alation.testing.catalog import reference_datasources
 from airflow_provider_alation.testing.fake_alation import FakeAlation, Fault

@@ -22,7 +22,7 @@ except ImportError:  # Airflow 2.10
 
 from airflow.providers.standard.operators.python import PythonOperator
 
-from airflow_provider_alation.replay import replay_connection
+from airflow_provider_alation.outbox.replay import replay_connection
 
 with DAG(
     dag_id="alation_outbox_replay",

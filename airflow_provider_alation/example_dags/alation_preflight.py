@@ -27,7 +27,7 @@ try:
 except ImportError:  # Airflow 2.10 without the standard provider
     from airflow.operators.python import PythonOperator
 
-from airflow_provider_alation.check import SECTIONS, preflight
+from airflow_provider_alation.commands.check import SECTIONS, preflight
 
 with DAG(
     dag_id="alation_preflight",

@@ -9,7 +9,7 @@ try:
 except ImportError:  # Airflow 2.10
     from airflow.hooks.base import BaseHook
 
-from airflow_provider_alation.connection import UI_FIELD_BEHAVIOUR, settings_from_connection
+from airflow_provider_alation.integration.connection import UI_FIELD_BEHAVIOUR, settings_from_connection
 from airflow_provider_alation.settings import DEFAULT_CONN_ID, AlationSettings, SettingsError
 
 
@@ -47,8 +47,8 @@ class AlationHook(BaseHook):
 
         The verdict names the user's connection: Airflow's test endpoint tests a copy saved under a
         random id, and the plugin's middleware records the id the request was for."""
-        from airflow_provider_alation.connection_test import probe_connection, settings_verdict
-        from airflow_provider_alation.ui_test_button import requested_conn_id
+        from airflow_provider_alation.alation.probe import probe_connection, settings_verdict
+        from airflow_provider_alation.integration.ui_test_button import requested_conn_id
 
         conn_id = requested_conn_id() or self.alation_conn_id
         try:

@@ -7,11 +7,11 @@
   kept out of task logs. (The API server calls no ``on_starting``.)
 - In each task process, when the task succeeds and before the OpenLineage provider forks the
   child that emits the task's events, it records the task's DAG tags and has the transport read
-  its settings here (see :mod:`airflow_provider_alation.task_context`): the forked child then
+  its settings here (see :mod:`airflow_provider_alation.integration.task_context`): the forked child then
   reads no connection, and per-query events of SQL run through a hook are opted in by the DAG's
   tag like the task's own event.
 - In Airflow 3's API server, a middleware makes the Connections list's Test button answer for
-  Alation connections (see :mod:`airflow_provider_alation.ui_test_button`).
+  Alation connections (see :mod:`airflow_provider_alation.integration.ui_test_button`).
 
 Loading the plugin also imports the transport once per Airflow process (about 13 ms with byte
 code), so the provider's per-event forked children do not each pay it."""
@@ -28,9 +28,9 @@ from airflow.plugins_manager import AirflowPlugin
 # Imported with the plugin, so each task process has the transport before the OpenLineage provider
 # forks the child that emits an event: the children inherit it instead of importing it per event.
 import airflow_provider_alation.transport  # noqa: F401
-from airflow_provider_alation import task_context
-from airflow_provider_alation.configuration import transport_status
-from airflow_provider_alation.ui_test_button import AlationTestButtonMiddleware
+from airflow_provider_alation.integration import task_context
+from airflow_provider_alation.integration.configuration import transport_status
+from airflow_provider_alation.integration.ui_test_button import AlationTestButtonMiddleware
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +68,7 @@ def _alation_transports() -> list[Any]:
     since some are not fork-safe when built before the fork (Kafka's producer)."""
     from airflow.providers.openlineage import conf as ol_conf
 
-    from airflow_provider_alation.configuration import alation_transports, may_use_alation
+    from airflow_provider_alation.integration.configuration import alation_transports, may_use_alation
 
     if ol_conf.is_disabled() or not may_use_alation():
         return []

@@ -27,9 +27,9 @@ from typing import Any
 
 import requests
 
-from airflow_provider_alation import network
-from airflow_provider_alation.disk import atomic_write, cache_key, check_private_dir, read_regular_file
-from airflow_provider_alation.masking import mask_secret, redact
+from airflow_provider_alation.alation import network
+from airflow_provider_alation.alation.masking import mask_secret, redact
+from airflow_provider_alation.outbox.disk import atomic_write, cache_key, check_private_dir, read_regular_file
 from airflow_provider_alation.settings import AlationSettings
 
 CREATE_ACCESS_TOKEN_PATH = "integration/v1/createAPIAccessToken/"
@@ -181,7 +181,9 @@ class BearerToken:
                 allow_redirects=False,
             )
         except requests.RequestException as exc:
-            from airflow_provider_alation.delivery import classify_exception  # delivery imports this module
+            from airflow_provider_alation.alation.delivery import (
+                classify_exception,  # delivery imports this module
+            )
 
             raise TokenError(
                 f"could not reach Alation to mint an access token: {type(exc).__name__}",

@@ -36,11 +36,11 @@ from rich.console import Console, Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from airflow_provider_alation.check import SECTIONS
+from airflow_provider_alation.commands.check import SECTIONS
 from airflow_provider_alation.settings import DEFAULT_CONN_ID, AlationSettings, SettingsError, build_settings
 
 if TYPE_CHECKING:  # the Airflow CLI imports this module at every start: the rest is imported when used
-    from airflow_provider_alation.resolution import Resolution
+    from airflow_provider_alation.lineage.resolution import Resolution
 
 EXIT_OK, EXIT_PROBLEM, EXIT_USAGE = 0, 1, 2
 DISTRIBUTION = "airflow-provider-alation"
@@ -59,7 +59,7 @@ def package_version() -> str:
 
 
 def _settings(args: argparse.Namespace) -> AlationSettings:
-    from airflow_provider_alation.connection import load_settings
+    from airflow_provider_alation.integration.connection import load_settings
 
     settings = load_settings(args.conn_id)
     extra_map = getattr(args, "map", None)
@@ -180,8 +180,8 @@ def render_resolutions(console: Console, rows: Sequence[dict[str, Any]]) -> None
 
 
 def cmd_resolve(args: argparse.Namespace, console: Console) -> int:
-    from airflow_provider_alation.discovery import IndexLoad, load_index_interactive
-    from airflow_provider_alation.resolution import NamespaceResolver
+    from airflow_provider_alation.alation.discovery import IndexLoad, load_index_interactive
+    from airflow_provider_alation.lineage.resolution import NamespaceResolver
 
     settings = _settings(args)
     load: IndexLoad | None = None
@@ -253,7 +253,7 @@ def render_datasources(console: Console, sources: Sequence[Any]) -> None:
 
 
 def cmd_datasources(args: argparse.Namespace, console: Console) -> int:
-    from airflow_provider_alation.discovery import load_index_interactive
+    from airflow_provider_alation.alation.discovery import load_index_interactive
 
     settings = _settings(args)
     load = load_index_interactive(settings, args.refresh)
@@ -336,7 +336,7 @@ def render_report(console: Console, lines: Sequence[Any]) -> None:
 
 
 def cmd_check(args: argparse.Namespace, console: Console) -> int:
-    from airflow_provider_alation.check import run_checks
+    from airflow_provider_alation.commands.check import run_checks
 
     sections = args.only or SECTIONS
     with _logs_to_stderr():
@@ -357,9 +357,9 @@ def cmd_check(args: argparse.Namespace, console: Console) -> int:
 def cmd_replay(args: argparse.Namespace, console: Console) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from airflow_provider_alation.delivery import sender_for
-    from airflow_provider_alation.outbox import outbox_for
-    from airflow_provider_alation.replay import replay, shaper_for
+    from airflow_provider_alation.alation.delivery import sender_for
+    from airflow_provider_alation.outbox.replay import replay, shaper_for
+    from airflow_provider_alation.outbox.store import outbox_for
 
     settings = _settings(args)
     outbox = outbox_for(settings)
@@ -559,7 +559,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run(handler: Callable[[argparse.Namespace, Console], int], args: argparse.Namespace) -> int:
     """Run a command's handler; bad settings are a message and exit code 2, never a traceback."""
-    from airflow_provider_alation.disk import UnsafeDirectory
+    from airflow_provider_alation.outbox.disk import UnsafeDirectory
 
     console = Console(soft_wrap=False)
     error = Console(stderr=True)

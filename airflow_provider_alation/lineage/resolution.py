@@ -21,9 +21,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from airflow_provider_alation.datasources import DataSourceIndex, Match
-from airflow_provider_alation.namespaces import Namespace, NamespaceRules, parse_namespace
-from airflow_provider_alation.normalisers import is_unresolvable, normalise
+from airflow_provider_alation.lineage.datasources import DataSourceIndex, Match
+from airflow_provider_alation.lineage.namespaces import Namespace, NamespaceRules, parse_namespace
+from airflow_provider_alation.lineage.normalisers import is_unresolvable, normalise
 
 if TYPE_CHECKING:
     from airflow_provider_alation.settings import AlationSettings

@@ -1,7 +1,7 @@
 """Settling an outbox entry after a delivery attempt, and replaying the outbox.
 
-I/O orchestration over :class:`~airflow_provider_alation.outbox.Outbox` and
-:class:`~airflow_provider_alation.delivery.Sender`; used by the transport (the first attempt and the
+I/O orchestration over :class:`~airflow_provider_alation.outbox.store.Outbox` and
+:class:`~airflow_provider_alation.alation.delivery.Sender`; used by the transport (the first attempt and the
 bounded drain after a successful send), by ``airflow-alation replay`` and by the maintenance DAG.
 
 Verdicts: 2xx -> the entry is removed; a permanent refusal (400, 404, 413, 422, other 4xx, a
@@ -21,11 +21,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from airflow_provider_alation import metrics
-from airflow_provider_alation.delivery import Outcome, Sender, sender_for
-from airflow_provider_alation.outbox import Claim, Outbox, Verdict, outbox_for
+from airflow_provider_alation.alation.delivery import Outcome, Sender, sender_for
+from airflow_provider_alation.integration import metrics
+from airflow_provider_alation.lineage.shaping import NotSendable, body_shaper
+from airflow_provider_alation.outbox.store import Claim, Outbox, Verdict, outbox_for
 from airflow_provider_alation.settings import DEFAULT_CONN_ID, AlationSettings
-from airflow_provider_alation.shaping import NotSendable, body_shaper
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +127,7 @@ def replay(
 
     ``prepare`` turns an entry into the body to send (the transport's and the command's shaper:
     entries are kept as written ahead, before namespaces are resolved); an entry it raises
-    :class:`~airflow_provider_alation.shaping.NotSendable` for goes to the dead letters with the
+    :class:`~airflow_provider_alation.lineage.shaping.NotSendable` for goes to the dead letters with the
     reason (or stays there), unsent.
     """
     started = time.monotonic()
@@ -227,11 +227,11 @@ def late_settler(outbox: Outbox, claim: Claim, replayed: bool = True) -> Callabl
 def shaper_for(settings: AlationSettings) -> Callable[[bytes], bytes]:
     """The shaper a replay outside the transport uses: the settings' rules and, with discovery,
     Alation's data sources (from the cache, or read within the interactive bound)."""
-    from airflow_provider_alation.resolution import NamespaceResolver
+    from airflow_provider_alation.lineage.resolution import NamespaceResolver
 
     index = None
     if settings.discover_datasources:
-        from airflow_provider_alation.discovery import load_index_interactive
+        from airflow_provider_alation.alation.discovery import load_index_interactive
 
         index = load_index_interactive(settings).index
     resolver = NamespaceResolver.for_settings(settings, index)
@@ -250,7 +250,7 @@ def replay_connection(
     Raises :class:`ReplayStopped`, failing the task in the Airflow UI, when a problem that needs
     a person (a rejected token, a TLS failure, no network) stopped the replay.
     """
-    from airflow_provider_alation.connection import load_settings
+    from airflow_provider_alation.integration.connection import load_settings
 
     settings = load_settings(conn_id)
     outbox = outbox_for(settings)

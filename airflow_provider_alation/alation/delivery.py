@@ -4,7 +4,7 @@ I/O edge. ``requests`` does the HTTP, ``tenacity`` the retry policy (exponential
 jitter, ``Retry-After`` honoured, never past the deadline). Because a server that accepts the
 connection and then answers one byte at a time defeats per-socket timeouts, the attempts run in a
 daemon thread and :meth:`Sender.post` stops waiting at the deadline whatever the network does.
-That thread is bounded too (see :mod:`~airflow_provider_alation.network`): its request ends at most
+That thread is bounded too (see :mod:`~airflow_provider_alation.alation.network`): its request ends at most
 :func:`late_answer_seconds` after the budget, reading at most 64 KiB of the answer, and a Sender has at
 most one such abandoned request in flight (a later event meanwhile is left in the outbox for replay).
 
@@ -30,10 +30,10 @@ from typing import Literal, TypeVar
 import requests
 from tenacity import RetryCallState, Retrying, retry_if_result
 
-from airflow_provider_alation import network
-from airflow_provider_alation.masking import redact
+from airflow_provider_alation.alation import network
+from airflow_provider_alation.alation.masking import redact
+from airflow_provider_alation.alation.tokens import BearerToken
 from airflow_provider_alation.settings import AlationSettings
-from airflow_provider_alation.tokens import BearerToken
 
 log = logging.getLogger(__name__)
 

@@ -30,17 +30,24 @@ from urllib.parse import urljoin, urlsplit
 
 import requests
 
-from airflow_provider_alation import network
-from airflow_provider_alation.datasources import DataSource, DataSourceIndex
-from airflow_provider_alation.delivery import (
+from airflow_provider_alation.alation import network
+from airflow_provider_alation.alation.delivery import (
     TRANSIENT_STATUS,
     USER_AGENT,
     classify_exception,
     retry_after_seconds,
     retrying_until,
 )
-from airflow_provider_alation.disk import atomic_write, cache_key, dir_key, read_regular_file, seal, unseal
-from airflow_provider_alation.masking import redact
+from airflow_provider_alation.alation.masking import redact
+from airflow_provider_alation.lineage.datasources import DataSource, DataSourceIndex
+from airflow_provider_alation.outbox.disk import (
+    atomic_write,
+    cache_key,
+    dir_key,
+    read_regular_file,
+    seal,
+    unseal,
+)
 from airflow_provider_alation.settings import AlationSettings
 
 log = logging.getLogger(__name__)
@@ -379,7 +386,7 @@ INTERACTIVE_BUDGET = 30.0
 
 def load_index_interactive(settings: AlationSettings, refresh: bool = False) -> IndexLoad:
     """:func:`load_index` for a command a person runs: :data:`INTERACTIVE_BUDGET`, the settings' token."""
-    from airflow_provider_alation.tokens import BearerToken
+    from airflow_provider_alation.alation.tokens import BearerToken
 
     return load_index(settings, INTERACTIVE_BUDGET, token=BearerToken(settings), refresh=refresh)
 

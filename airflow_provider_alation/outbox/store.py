@@ -33,7 +33,7 @@ size in the name (capped at ``max_bytes``); an entry that fails any of this, or 
 verify (planted, or written by a version before entries were signed), is moved to ``quarantine/``
 (never sent, never deleted), logged with the reason and counted, and the replay goes on. Folders
 are checked once per instance: a symbolic link, a foreign owner, or group/world-writable is refused
-with :class:`~airflow_provider_alation.disk.UnsafeDirectory`, whose message names the fix.
+with :class:`~airflow_provider_alation.outbox.disk.UnsafeDirectory`, whose message names the fix.
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Protocol
 
-from airflow_provider_alation.disk import (
+from airflow_provider_alation.outbox.disk import (
     UntrustedFile,
     atomic_write,
     check_private_dir,
@@ -199,7 +199,7 @@ class LocalOutbox:
 
     def _ready(self, create: bool = True) -> bool:
         """Check the folders (once per instance) and load the key; False if there is no outbox yet
-        and ``create`` is false. Raises :class:`~airflow_provider_alation.disk.UnsafeDirectory`."""
+        and ``create`` is false. Raises :class:`~airflow_provider_alation.outbox.disk.UnsafeDirectory`."""
         if self._key is not None:
             return True
         if not check_private_dir(self.dir, "outbox directory (spool_dir)", create=create):

@@ -24,8 +24,8 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from airflow_provider_alation.namespaces import strip_userinfo
-from airflow_provider_alation.resolution import Resolution
+from airflow_provider_alation.lineage.namespaces import strip_userinfo
+from airflow_provider_alation.lineage.resolution import Resolution
 
 #: Facets that carry nothing Alation reads and can be large: removed from every event.
 DROPPED_RUN_FACETS = frozenset({"unknownSourceAttribute", "debug", "airflow_debug"})

@@ -17,7 +17,7 @@ run's ``parent`` facet), so ``dbt-run-<project>`` or a Spark application's name 
 jobs.
 
 Each returns ``None`` when the event passes, else a short reason used in logs, metrics and the
-transport's :class:`~airflow_provider_alation.delivery.Outcome`.
+transport's :class:`~airflow_provider_alation.alation.delivery.Outcome`.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from airflow_provider_alation.namespaces import Namespace
+from airflow_provider_alation.lineage.namespaces import Namespace
 
 #: Schemes whose namespaces name a bucket, a file system, a project, a stream or a database file
 #: (DuckDB, SQLite: ``duckdb://duckdb.db`` names a file, not a host), not a database server:

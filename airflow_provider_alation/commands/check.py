@@ -31,7 +31,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Literal
 
-from airflow_provider_alation.advice import REFRESH_TOKEN_FIX, TOKEN_FIX, host_port
+from airflow_provider_alation.alation.advice import REFRESH_TOKEN_FIX, TOKEN_FIX, host_port
 from airflow_provider_alation.settings import AlationSettings, SettingsError
 
 Status = Literal["pass", "warn", "fail", "info"]
@@ -138,7 +138,7 @@ def check_versions() -> list[CheckLine]:
 def check_openlineage(transport_state: Callable[[], tuple[bool, str, Any]] | None = None) -> list[CheckLine]:
     from airflow.configuration import conf
 
-    from airflow_provider_alation.configuration import (
+    from airflow_provider_alation.integration.configuration import (
         built_transport_status,
         selective_enable,
     )
@@ -179,7 +179,7 @@ def check_openlineage(transport_state: Callable[[], tuple[bool, str, Any]] | Non
 def split_instruction(message: str) -> tuple[str, str]:
     """(what is wrong, the fix) of a transport status message, so that the line says its instruction
     once: in the fix."""
-    from airflow_provider_alation.configuration import TRANSPORT_LINE
+    from airflow_provider_alation.integration.configuration import TRANSPORT_LINE
 
     everywhere = " on every scheduler and worker, then restart them"
     for marker in (f"; set {TRANSPORT_LINE}", f", or unset it and set {TRANSPORT_LINE}"):
@@ -358,7 +358,7 @@ def execution_timeout_lines(
 
 
 def check_connection(conn_id: str) -> tuple[list[CheckLine], AlationSettings | None]:
-    from airflow_provider_alation.connection import (
+    from airflow_provider_alation.integration.connection import (
         get_connection,
         missing_connection_fix,
         settings_from_connection,
@@ -497,7 +497,7 @@ def tenant_lines(
 
 
 def check_tenant(settings: AlationSettings) -> list[CheckLine]:
-    from airflow_provider_alation.connection_test import probe_connection
+    from airflow_provider_alation.alation.probe import probe_connection
 
     verdict = probe_connection(settings)
     return tenant_lines(
@@ -521,7 +521,7 @@ def check_datasources(settings: AlationSettings, refresh: bool = False) -> tuple
                 'set "discover_datasources": true in the connection\'s extra',
             )
         ], None
-    from airflow_provider_alation.discovery import load_index_interactive
+    from airflow_provider_alation.alation.discovery import load_index_interactive
 
     load = load_index_interactive(settings, refresh)
     if load.state in ("fresh", "refreshed"):
@@ -593,7 +593,7 @@ def dag_lines(
     lineage_disabled: Sequence[str] = (),
 ) -> list[CheckLine]:
     """Pure: the DAG lines from (dag_id, tags) pairs."""
-    from airflow_provider_alation.gate import EXCLUDED, dag_selection_reason
+    from airflow_provider_alation.lineage.gate import EXCLUDED, dag_selection_reason
 
     reasons = {
         dag_id: dag_selection_reason(dag_id, set(tags), settings.dags, settings.opt_in_tag)
@@ -679,8 +679,8 @@ def _dags_in_database() -> dict[str, tuple[str, ...]]:
 
 
 def check_dags(settings: AlationSettings) -> list[CheckLine]:
-    from airflow_provider_alation.configuration import selective_enable
-    from airflow_provider_alation.gate import dag_selection_reason
+    from airflow_provider_alation.integration.configuration import selective_enable
+    from airflow_provider_alation.lineage.gate import dag_selection_reason
 
     known = _dags_in_database()
     bag = _dag_bag()
@@ -786,7 +786,7 @@ def asset_verdict(asset: Any, converters: dict[str, Any], handlers: dict[str, An
 
     from airflow.providers.common.compat.openlineage.utils.utils import translate_airflow_asset
 
-    from airflow_provider_alation.namespaces import redact
+    from airflow_provider_alation.lineage.namespaces import redact
 
     uri = str(getattr(asset, "uri", "") or "")
     try:
@@ -1045,9 +1045,9 @@ def unmigrated(exc: BaseException) -> bool:
 def check_namespaces(
     settings: AlationSettings, index: Any, connection_ids: Sequence[str] | None = None
 ) -> list[CheckLine]:
-    from airflow_provider_alation.connection import get_connection
-    from airflow_provider_alation.connection_namespaces import emitted_namespace
-    from airflow_provider_alation.resolution import NamespaceResolver
+    from airflow_provider_alation.integration.connection import get_connection
+    from airflow_provider_alation.integration.connection_namespaces import emitted_namespace
+    from airflow_provider_alation.lineage.resolution import NamespaceResolver
 
     note = ""
     lines = []
@@ -1148,8 +1148,8 @@ def outbox_lines(spool_dir: str, counts: dict[str, int], oldest_age: float | Non
 
 
 def check_outbox(settings: AlationSettings) -> list[CheckLine]:
-    from airflow_provider_alation.disk import UnsafeDirectory
-    from airflow_provider_alation.outbox import outbox_for
+    from airflow_provider_alation.outbox.disk import UnsafeDirectory
+    from airflow_provider_alation.outbox.store import outbox_for
 
     spool = Path(settings.spool_dir)
     existing = next((p for p in (spool, *spool.parents) if p.exists()), spool)
@@ -1202,7 +1202,7 @@ def run_checks(
     connection_lines: list[CheckLine] = []
     source = f"connection {conn_id!r}"
     # The OpenLineage client is built once, for the openlineage line and for the settings it names.
-    from airflow_provider_alation.configuration import built_transport_status
+    from airflow_provider_alation.integration.configuration import built_transport_status
 
     transport_state = functools.cache(built_transport_status)
     if needs_settings:
@@ -1255,7 +1255,7 @@ def _guarded_settings(
     """The connection lines, the settings (None when unusable) and where they come from."""
     try:
         if conn_id is None:
-            from airflow_provider_alation.configuration import transport_conn_id
+            from airflow_provider_alation.integration.configuration import transport_conn_id
 
             _, _, transport = transport_state()
             if transport is not None and transport.config.inline is not None:
@@ -1285,7 +1285,7 @@ def _guarded(section: str, step: Callable[[], Any]) -> Any:
 def _error(exc: BaseException) -> str:
     """An exception for a report line: its type and a short message, any ``user:password@`` masked
     (a connection URI in an Airflow error would otherwise carry its password)."""
-    from airflow_provider_alation.namespaces import redact
+    from airflow_provider_alation.lineage.namespaces import redact
 
     return f"{type(exc).__name__}: {redact(str(exc))[:200]}"
 

@@ -21,10 +21,10 @@ from openlineage.client.event_v2 import Job, Run, RunEvent, RunState
 from openlineage.client.serde import Serde
 
 from airflow_provider_alation import __version__
-from airflow_provider_alation.advice import REFRESH_TOKEN_FIX, TOKEN_FIX, host_port
-from airflow_provider_alation.delivery import Outcome, sender_for
+from airflow_provider_alation.alation.advice import REFRESH_TOKEN_FIX, TOKEN_FIX, host_port
+from airflow_provider_alation.alation.delivery import Outcome, sender_for
+from airflow_provider_alation.alation.tokens import TokenError
 from airflow_provider_alation.settings import AlationSettings, SettingsError
-from airflow_provider_alation.tokens import TokenError
 
 PRODUCER = f"https://pypi.org/project/airflow-provider-alation/{__version__}"
 PROBE_JOB_NAMESPACE = "airflow-provider-alation"

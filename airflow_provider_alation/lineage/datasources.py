@@ -22,7 +22,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from airflow_provider_alation.namespaces import (
+from airflow_provider_alation.lineage.namespaces import (
     INVALID_PORT,
     Namespace,
     canonical_scheme,
@@ -31,7 +31,7 @@ from airflow_provider_alation.namespaces import (
     parse_port,
     split_host_port,
 )
-from airflow_provider_alation.normalisers import SNOWFLAKE_SUFFIXES
+from airflow_provider_alation.lineage.normalisers import SNOWFLAKE_SUFFIXES
 
 Endpoint = tuple[str, int]
 

@@ -1,0 +1,1 @@
+"""Airflow integration: the connection, the OpenLineage configuration, the task context, metrics."""

@@ -1,0 +1,1 @@
+"""The durable outbox on disk, and its replay."""
