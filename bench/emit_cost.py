@@ -244,10 +244,11 @@ def breakdown(count: int = 300) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp, bench_receiver(token, f"{tmp}/tls") as fake:
         alation = alation_transport(fake, token, tmp)
         alation.emit(as_run_event(raw["complete_lineage"]))
-        settings = alation.settings()
-        assert settings is not None
-        sender = alation._get_sender(settings)
-        resolver = alation._resolver
+        pipeline = alation.pipeline()
+        assert pipeline is not None
+        settings = pipeline.settings
+        sender = pipeline._get_sender(settings)
+        resolver = pipeline._resolver
         as_dict = Serde.to_dict(event)
         shaped = shape_event(as_dict, resolver.resolve, settings.max_event_bytes)
         body = shaped.body
