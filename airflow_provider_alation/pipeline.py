@@ -17,6 +17,7 @@ import json
 import logging
 import threading
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from openlineage.client.serde import Serde
@@ -42,6 +43,18 @@ INDEX_RECHECK_SECONDS = 30.0
 DRAIN_SECONDS = 1.0
 #: Less than this left of time_budget after resolving: the event is left in the outbox for replay.
 MIN_SEND_SECONDS = 0.1
+
+
+@dataclass
+class Admitted:
+    """An event past the gate and on disk (``claim``, unless there is no outbox: dry_run, or an
+    unwritable spool_dir), not yet resolved, shaped or sent."""
+
+    event: dict[str, Any]
+    body: bytes
+    job_name: str
+    outbox: LocalOutbox | None
+    claim: Claim | None
 
 
 class Pipeline:
@@ -74,9 +87,24 @@ class Pipeline:
         if self._sender is not None:
             self._sender.close()
 
+    @staticmethod
+    def precheck(event: Any) -> str | None:
+        """The first gate step, which needs no settings (so a dropped event costs microseconds and
+        reads no connection): why Alation would not make lineage of ``event``, or None."""
+        return gate.lineage_reason(event)
+
     def run(self, event: Any, started: float, task: gate.TaskOfProcess | None = None) -> Outcome:
-        """The event, which passed :func:`~airflow_provider_alation.lineage.gate.lineage_reason`,
-        from selection to settlement, within ``time_budget`` counted from ``started``."""
+        """An event that passed :meth:`precheck`, from selection to settlement, within
+        ``time_budget`` counted from ``started`` (the transport's path)."""
+        admitted = self.admit(event, task)
+        if isinstance(admitted, Outcome):
+            return admitted
+        return self.deliver(admitted, started)
+
+    def admit(self, event: Any, task: gate.TaskOfProcess | None = None) -> Admitted | Outcome:
+        """Selection, then the write-ahead: what an event that passed :meth:`precheck` needs before
+        a sender may be told it is safe (the relay answers 2xx here). An :class:`Outcome` when the
+        event is not admitted (``skipped``, or dead-lettered because not even JSON can hold it)."""
         settings = self.settings
         reason = gate.selection_reason(
             event, settings.dags, settings.opt_in_tag, settings.skip_job_types, task
@@ -100,6 +128,18 @@ class Pipeline:
         # from here on the event is on disk, and a replay resolves and shapes it again if need be.
         outbox = None if settings.dry_run else self._get_outbox(settings)
         claim = self._write_ahead(outbox, raw_body, settings) if outbox is not None else None
+        return Admitted(raw, raw_body, job_name, outbox, claim)
+
+    def deliver(self, admitted: Admitted, started: float) -> Outcome:
+        """Resolve, shape, POST and settle an admitted event within ``time_budget`` from ``started``."""
+        settings = self.settings
+        raw, raw_body, job_name, outbox, claim = (
+            admitted.event,
+            admitted.body,
+            admitted.job_name,
+            admitted.outbox,
+            admitted.claim,
+        )
         try:
             resolver = self._resolver_for(settings, started)
             shaped = shape_event(raw, resolver.resolve, settings.max_event_bytes, in_place=True)

@@ -25,7 +25,6 @@ from openlineage.client.transport.transport import Config, Transport
 from airflow_provider_alation.alation.delivery import Outcome
 from airflow_provider_alation.alation.masking import mask_secret
 from airflow_provider_alation.integration import metrics, task_context
-from airflow_provider_alation.lineage import gate
 from airflow_provider_alation.pipeline import Pipeline, skipped
 from airflow_provider_alation.settings import (
     DEFAULT_CONN_ID,
@@ -117,7 +116,7 @@ class AlationTransport(Transport):
         return True
 
     def _emit(self, event: Any, started: float) -> Outcome | None:
-        reason = gate.lineage_reason(event)
+        reason = Pipeline.precheck(event)
         if reason:
             return skipped(event, reason)
         pipeline = self.pipeline()
