@@ -18,6 +18,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from openlineage.client.serde import Serde
@@ -33,6 +34,7 @@ from airflow_provider_alation.lineage.resolution import NamespaceResolver, Resol
 from airflow_provider_alation.lineage.shaping import body_shaper, encode, shape_event, strip_credentials
 from airflow_provider_alation.outbox.replay import late_settler, replay, settle
 from airflow_provider_alation.outbox.store import Claim, LocalOutbox, outbox_for
+from airflow_provider_alation.outbox.streaming import ForwardedRuns
 from airflow_provider_alation.settings import AlationSettings
 
 log = logging.getLogger(__name__)
@@ -73,6 +75,7 @@ class Pipeline:
         self._sender: Sender | None = None
         self._outbox: LocalOutbox | None = None
         self._logged: set[str] = set()
+        self._forwarded: ForwardedRuns | None = None
 
     def __repr__(self) -> str:
         return f"<Pipeline {self.settings.endpoint_url}>"
@@ -86,6 +89,12 @@ class Pipeline:
     def close(self) -> None:
         if self._sender is not None:
             self._sender.close()
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` for a request abandoned at the end of a time budget to get its late
+        answer, which settles its event (the relay calls it before its process exits)."""
+        sender = self._sender
+        return sender is None or sender.wait_idle(timeout)
 
     @staticmethod
     def precheck(event: Any) -> str | None:
@@ -111,6 +120,11 @@ class Pipeline:
         )
         if reason:
             return skipped(event, reason)
+        if gate.event_state(event) != "COMPLETE":  # only a streaming START/RUNNING passes precheck
+            complete = self._stream_as_complete(event)
+            if complete is None:
+                return skipped(event, gate.NOT_COMPLETE)
+            event = complete
 
         names = gate.job_names(event)
         job_name = printable(names[0] if names else "?")
@@ -130,6 +144,20 @@ class Pipeline:
         claim = self._write_ahead(outbox, raw_body, settings) if outbox is not None else None
         return Admitted(raw, raw_body, job_name, outbox, claim)
 
+    def _stream_as_complete(self, event: Any) -> dict[str, Any] | None:
+        """A streaming job's START/RUNNING as a COMPLETE copy (same run id) the first time its run
+        is seen with ``stream_as_complete`` on, across every process sharing ``cache_dir``; None
+        (skipped as ``not_complete``) when the setting is off or the run was forwarded already."""
+        if not self.settings.stream_as_complete or not gate.run_id(event):
+            return None
+        complete = Serde.to_dict(event) if not isinstance(event, dict) else copy.deepcopy(event)
+        complete["eventType"] = "COMPLETE"
+        with self._lock:
+            if self._forwarded is None:
+                where = None if self.settings.dry_run else Path(self.settings.cache_dir) / "streaming"
+                self._forwarded = ForwardedRuns(where, scope=self.settings.url)
+        return complete if self._forwarded.first(gate.run_id(event)) else None
+
     def deliver(self, admitted: Admitted, started: float) -> Outcome:
         """Resolve, shape, POST and settle an admitted event within ``time_budget`` from ``started``."""
         settings = self.settings
@@ -142,7 +170,13 @@ class Pipeline:
         )
         try:
             resolver = self._resolver_for(settings, started)
-            shaped = shape_event(raw, resolver.resolve, settings.max_event_bytes, in_place=True)
+            shaped = shape_event(
+                raw,
+                resolver.resolve,
+                settings.max_event_bytes,
+                in_place=True,
+                symlink_tables=settings.symlink_tables,
+            )
         except Exception as exc:
             log.debug("Alation lineage: shaping failure", exc_info=True)
             detail = f"could not be shaped ({type(exc).__name__}: {printable(exc, 200)})"
@@ -308,7 +342,9 @@ class Pipeline:
                 limit=settings.drain_max_events,
                 window=window,
                 stop_on_first_failure=True,
-                prepare=body_shaper(self._resolver.resolve, settings.max_event_bytes),
+                prepare=body_shaper(
+                    self._resolver.resolve, settings.max_event_bytes, symlink_tables=settings.symlink_tables
+                ),
             )
         except OSError as exc:
             log.debug("Alation lineage: outbox drain skipped: %s", exc)

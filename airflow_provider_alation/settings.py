@@ -27,6 +27,7 @@ from pydantic import (
 )
 
 from airflow_provider_alation.lineage.namespaces import (
+    CATALOG_PREFIXES,
     INVALID_PORT,
     ExpressionError,
     canonical_scheme,
@@ -152,6 +153,16 @@ class AlationSettings(BaseModel):
     )
     max_event_bytes: int = Field(
         default=1_048_576, ge=1024, description="Events above this size are trimmed (facets, never datasets)"
+    )
+    symlink_tables: bool = Field(
+        default=True,
+        description="Name a storage-path dataset (hdfs://, s3://, dbfs, file) by its table symlink when "
+        "the symlink's namespace is a catalogued data source (a namespace_map rule or discovery)",
+    )
+    stream_as_complete: bool = Field(
+        default=False,
+        description="Forward a streaming job's START/RUNNING lineage once per run as a COMPLETE event "
+        "(Flink, Debezium: their lineage never arrives on a COMPLETE)",
     )
     dry_run: bool = Field(default=False, description="Do everything but the POST; log the final event")
     allow_http: bool = Field(
@@ -295,7 +306,16 @@ class AlationSettings(BaseModel):
                         f"the expression has {pattern.groups} group(s), referenced as \\1, \\2, ..."
                     ) from None
                 continue
-            for side in (key, target):
+            if key.lower().startswith(CATALOG_PREFIXES):  # a Glue catalog: no host:port of its own
+                if "://" not in str(target):
+                    raise ValueError(
+                        f"entry {key!r}: {target!r} must be a full namespace such as "
+                        '"hive://metastore.example.com:10000" (a catalog has no host:port to keep)'
+                    )
+                sides: tuple[str, ...] = (str(target),)
+            else:
+                sides = (key, str(target))
+            for side in sides:
                 if has_invalid_port(side):
                     raise ValueError(
                         f"entry {key!r}: {side!r} has an invalid port; use a port from 1 to 65535"

@@ -68,6 +68,8 @@ FIELD_LABELS: dict[str, str] = {
     "outbox_max_bytes": "Outbox max bytes",
     "drain_max_events": "Outbox events sent after each send",
     "max_event_bytes": "Max event bytes",
+    "symlink_tables": "Name tables from symlinks",
+    "stream_as_complete": "Forward streaming jobs as COMPLETE",
     "dry_run": "Dry run",
     "allow_http": "Allow plain http://",
 }

@@ -5,7 +5,8 @@ to the transport (or of the same event as a dict) and never serialises it, so an
 dropped costs microseconds. It runs in two steps so that events dropped by the first never make
 the transport read its settings (the Airflow connection):
 
-1. :func:`lineage_reason` - a COMPLETE run event with at least one input and one output;
+1. :func:`lineage_reason` - a COMPLETE run event with at least one input and one output (or a
+   streaming candidate, see below);
 2. :func:`selection_reason` - its job type is not skipped (``skip_job_types``), and it is opted in
    (tag, helper, ``dags.include``) and not excluded (``dags.exclude``).
 
@@ -15,6 +16,13 @@ which carry no airflow facet, the DAG of the task the emitting process runs). Fo
 outside Airflow it matches the job's own name, its parent job's name or its root job's name (the
 run's ``parent`` facet), so ``dbt-run-<project>`` or a Spark application's name selects all of its
 jobs.
+
+Streaming jobs (Flink, Debezium) carry their lineage only on START and RUNNING. A START or RUNNING
+event that is a :func:`streaming_candidate` (``processingType`` STREAMING, or a streaming
+integration without a processingType, with at least one input and one output) passes the first
+step too; the pipeline, which has the settings, then forwards it once per run as a COMPLETE
+(``stream_as_complete``) or skips it as ``not_complete``. Every other START or RUNNING is dropped by
+the first step, without the settings being read.
 
 Each returns ``None`` when the event passes, else a short reason used in logs, metrics and the
 transport's :class:`~airflow_provider_alation.alation.delivery.Outcome`.
@@ -46,6 +54,11 @@ LINEAGE_REASONS = (NOT_RUN_EVENT, DATASET_EVENT, JOB_EVENT, NOT_COMPLETE, DAG_EV
 #: Reasons of the second step (after the settings are read).
 SELECTION_REASONS = (JOB_TYPE_SKIPPED, EXCLUDED, NOT_OPTED_IN)
 
+#: Integrations whose jobs are streaming when their jobType facet has no ``processingType``.
+STREAMING_INTEGRATIONS = frozenset({"FLINK", "DEBEZIUM"})
+#: The run states a streaming job's lineage arrives on.
+STREAMING_STATES = frozenset({"START", "RUNNING"})
+
 # Bounds on what the gate reads of one event, so that a pathological event costs microseconds too.
 _MAX_NAME = 1000
 _MAX_TAGS = 200
@@ -67,13 +80,51 @@ def _state(event: Any) -> str | None:
     return str(getattr(state, "value", state)).upper()
 
 
-def job_type(event: Any) -> str:
-    """The job facet's ``jobType`` (``TASK``, ``QUERY``, ``DAG``, ``TEST``, ...), uppercased; "" if none."""
+def event_state(event: Any) -> str | None:
+    """The run event's ``eventType``, uppercased (``COMPLETE``, ``START``, ...); None if absent."""
+    return _state(event)
+
+
+def _job_type_facet_field(event: Any, name: str) -> str:
     facets = _get(_get(event, "job"), "facets")
     if not isinstance(facets, dict) and not hasattr(facets, "get"):
         facets = {}
-    value = _get(_get(facets, "jobType"), "jobType")
+    value = _get(_get(facets, "jobType"), name)
     return str(value).upper() if isinstance(value, str) else ""
+
+
+def job_type(event: Any) -> str:
+    """The job facet's ``jobType`` (``TASK``, ``QUERY``, ``DAG``, ``TEST``, ...), uppercased; "" if none."""
+    return _job_type_facet_field(event, "jobType")
+
+
+def is_streaming_job(event: Any) -> bool:
+    """The jobType facet says STREAMING, or names a streaming integration (Flink, Debezium) and
+    gives no processingType (an explicit BATCH, such as a Flink batch job, is not streaming)."""
+    processing = _job_type_facet_field(event, "processingType")
+    if processing:
+        return processing == "STREAMING"
+    return _job_type_facet_field(event, "integration") in STREAMING_INTEGRATIONS
+
+
+def streaming_candidate(event: Any) -> bool:
+    """A START or RUNNING run event of a streaming job with at least one input and one output (not
+    a DAG event): the only non-COMPLETE events :func:`lineage_reason` lets through."""
+    return (
+        _get(event, "run") is not None
+        and _get(event, "job") is not None
+        and _state(event) in STREAMING_STATES
+        and job_type(event) != "DAG"
+        and is_streaming_job(event)
+        and bool(_get(event, "inputs"))
+        and bool(_get(event, "outputs"))
+    )
+
+
+def run_id(event: Any) -> str:
+    """The run's ``runId`` as text ("" when absent)."""
+    value = _get(_get(event, "run"), "runId")
+    return str(value)[:_MAX_NAME] if value is not None else ""
 
 
 def lineage_reason(event: Any) -> str | None:
@@ -86,7 +137,8 @@ def lineage_reason(event: Any) -> str | None:
     if job is None:
         return NOT_RUN_EVENT
     if _state(event) != "COMPLETE":
-        return NOT_COMPLETE
+        # A streaming job's START/RUNNING goes on to the pipeline, which knows stream_as_complete.
+        return None if streaming_candidate(event) else NOT_COMPLETE
     if job_type(event) == "DAG":
         return DAG_EVENT
     if not _get(event, "inputs"):

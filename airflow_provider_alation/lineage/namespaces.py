@@ -288,6 +288,11 @@ def literal_scheme(pattern: str) -> str | None:
     return literal[1] if literal else None
 
 
+#: Namespaces of table catalogs without ``://`` (Spark's Glue symlinks: ``aws:glue:<region>:<account>``,
+#: ``arn:aws:glue:<region>:<account>``): a ``namespace_map`` key starting so is an exact rule.
+CATALOG_PREFIXES = ("aws:glue:", "arn:aws:glue:")
+
+
 @dataclass(frozen=True)
 class RuleHit:
     namespace: str
@@ -321,7 +326,7 @@ class NamespaceRules:
                 # could start another branch with another scheme).
                 literal = literal_scheme(key[3:]) if "|" not in key else None
                 rules._by_scheme.setdefault(literal, []).append(expression)
-            elif "://" in key:
+            elif "://" in key or key.lower().startswith(CATALOG_PREFIXES):
                 rules.exact[canonical(key)] = target
             else:
                 rules.hosts[parse_host_port(key)] = target
@@ -336,6 +341,15 @@ class NamespaceRules:
             both = self._by_scheme.get(scheme, []) + self._by_scheme.get(None, [])
             merged = self._merged[scheme] = sorted(both, key=lambda expression: expression[0])
         return merged
+
+    def apply_exact(self, parsed: Namespace) -> RuleHit | None:
+        """The exact rule for a namespace without a host:port (a Glue catalog's, a bucket), whose
+        value is a full namespace; the only rules such a namespace gets (see :func:`apply`)."""
+        canon = str(parsed)
+        target = self.exact.get(canon)
+        if target is None or "://" not in target:
+            return None
+        return RuleHit(canonical(target), "exact", canon)
 
     def apply(self, parsed: Namespace) -> RuleHit | None:
         canon = str(parsed)

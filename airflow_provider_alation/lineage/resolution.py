@@ -160,15 +160,18 @@ class NamespaceResolver:
         parsed = parse_namespace(namespace)
         discovery = self.index is not None
         if is_unresolvable(parsed):
-            return Resolution(
-                namespace,
-                namespace,
-                "not_applicable",
-                f"{_kind(parsed)} names no database host:port (a path, bucket, project or stream); "
-                "Alation cannot link it to a data source, so it is sent as emitted",
-            )
-
-        ruled = self.rules.apply(parsed)
+            # Only an exact rule to a full namespace applies (a Glue catalog mapped to its data source).
+            ruled = self.rules.apply_exact(parsed)
+            if ruled is None:
+                return Resolution(
+                    namespace,
+                    namespace,
+                    "not_applicable",
+                    f"{_kind(parsed)} names no database host:port (a path, bucket, project or stream); "
+                    "Alation cannot link it to a data source, so it is sent as emitted",
+                )
+        else:
+            ruled = self.rules.apply(parsed)
         if ruled is not None:
             target = parse_namespace(ruled.namespace)
             sources = self.index.lookup(target.host or "", target.port) if self.index else ()

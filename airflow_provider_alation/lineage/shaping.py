@@ -1,6 +1,9 @@
-"""Event shaping: rewrite namespaces everywhere they occur, drop what Alation never reads, cap size.
+"""Event shaping: name tables from symlinks, rewrite namespaces everywhere they occur, drop what
+Alation never reads, cap size.
 
-Pure: works on the event as a plain dict (``Serde.to_dict``) and returns a new dict. The job, the
+Pure: works on the event as a plain dict (``Serde.to_dict``) and returns a new dict. A dataset whose
+namespace is a storage location (``hdfs://``, ``s3://``, ``dbfs``) is named by its ``TABLE``
+symlink when that symlink's namespace is a catalogued data source (:func:`name_tables`). The job, the
 run id and the datasets are never removed. Above ``max_event_bytes`` facets go in tiers:
 
 1. facets known to be heavy and never read by a catalog (Spark logical plans, unknown-source,
@@ -67,6 +70,10 @@ _SHOWN_RANK = {item: rank for rank, item in enumerate(SHOWN_LAST)}
 
 Resolve = Callable[[str], Resolution]
 
+#: Symlink identifier types (SymlinksDatasetFacet): a table's name, a storage location.
+TABLE = "TABLE"
+LOCATION = "LOCATION"
+
 
 @dataclass
 class Shaped:
@@ -116,6 +123,13 @@ class _Rewriter:
         if symlink and namespace not in self.of_datasets and not _rule_applied(hit):
             return namespace  # a metastore's or catalog's namespace: left as emitted
         return hit.namespace
+
+    def resolution(self, namespace: str) -> Resolution:
+        """What ``namespace`` resolves to (memoised), without counting it as a dataset's own."""
+        hit = self.seen.get(namespace)
+        if hit is None:
+            hit = self.seen[namespace] = self._resolve(namespace)
+        return hit
 
     def rewrite_uri(self, uri: Any) -> Any:
         """A dataSource ``uri`` such as ``postgres://10.0.0.5:6432/sales``: rewrite its authority."""
@@ -171,9 +185,72 @@ def _rewrite(rewrite: _Rewriter, event: dict[str, Any]) -> None:
         identifier["namespace"] = rewrite(identifier.get("namespace"), symlink=True)
 
 
-def rewrite_namespaces(event: dict[str, Any], resolve: Resolve) -> list[Resolution]:
-    """Rewrite, in place, every dataset namespace in ``event`` (datasets and the facets repeating it)."""
+def _table_symlink(rewrite: _Rewriter, identifiers: list[Any]) -> int | None:
+    """The index of the first TABLE symlink whose namespace a user rule or a data source places."""
+    for index, identifier in enumerate(identifiers):
+        if not isinstance(identifier, dict) or str(identifier.get("type") or "").upper() != TABLE:
+            continue
+        namespace, name = identifier.get("namespace"), identifier.get("name")
+        if not isinstance(namespace, str) or not namespace or not isinstance(name, str) or not name:
+            continue
+        hit = rewrite.resolution(strip_userinfo(namespace))
+        if hit.rule != "not_applicable" and _rule_applied(hit):
+            return index
+    return None
+
+
+def name_tables(rewrite: _Rewriter, event: dict[str, Any]) -> dict[tuple[str, str], tuple[str, str]]:
+    """Name storage-path datasets by their table, in place; ``{(namespace, name): (new namespace,
+    new name)}`` of the datasets renamed (namespaces as emitted, credentials stripped).
+
+    A dataset is renamed when its own namespace names no database host:port (``hdfs://``, ``s3://``,
+    ``dbfs``, ``file``: resolution ``not_applicable``) and one of its ``symlinks`` identifiers of type
+    ``TABLE`` has a namespace that a ``namespace_map`` rule places or that matches a catalogued data
+    source (discovery, ``additional_datasource_connections``): the first such identifier becomes the
+    dataset's namespace and name, and takes the storage path's place in the symlinks as type
+    ``LOCATION``. Column-lineage input fields naming the storage path follow.
+    """
+    renamed: dict[tuple[str, str], tuple[str, str]] = {}
+    for dataset in {id(d): d for d in _datasets(event)}.values():
+        namespace, name = dataset.get("namespace"), dataset.get("name")
+        if not isinstance(namespace, str) or not isinstance(name, str):
+            continue
+        namespace = strip_userinfo(namespace)
+        if rewrite.resolution(namespace).rule != "not_applicable":
+            continue
+        identifiers = _facets(dataset).get("symlinks")
+        identifiers = identifiers.get("identifiers") if isinstance(identifiers, dict) else None
+        if not isinstance(identifiers, list):
+            continue
+        index = _table_symlink(rewrite, identifiers)
+        if index is None:
+            continue
+        table = identifiers[index]
+        identifiers[index] = {"namespace": namespace, "name": name, "type": LOCATION}
+        dataset["namespace"], dataset["name"] = strip_userinfo(table["namespace"]), table["name"]
+        renamed[(namespace, name)] = (dataset["namespace"], dataset["name"])
+    if renamed:
+        for dataset in {id(d): d for d in _datasets(event)}.values():
+            lineage = _facets(_facets(dataset), "columnLineage")
+            columns = _dicts(list(_facets(lineage, "fields").values()))
+            fields = [f for column in columns for f in _dicts(column.get("inputFields"))]
+            for input_field in fields + list(_dicts(lineage.get("dataset"))):
+                ns, field_name = input_field.get("namespace"), input_field.get("name")
+                if isinstance(ns, str) and isinstance(field_name, str):
+                    target = renamed.get((strip_userinfo(ns), field_name))
+                    if target is not None:
+                        input_field["namespace"], input_field["name"] = target
+    return renamed
+
+
+def rewrite_namespaces(
+    event: dict[str, Any], resolve: Resolve, *, symlink_tables: bool = True
+) -> list[Resolution]:
+    """Rewrite, in place, every dataset namespace in ``event`` (datasets and the facets repeating it);
+    with ``symlink_tables``, name storage-path datasets by their table first (:func:`name_tables`)."""
     rewrite = _Rewriter(resolve)
+    if symlink_tables:
+        name_tables(rewrite, event)
     _rewrite(rewrite, event)
     return rewrite.resolutions()
 
@@ -258,7 +335,12 @@ def _trim(event: dict[str, Any], body: bytes, max_event_bytes: int) -> tuple[byt
 
 
 def shape_event(
-    event: dict[str, Any], resolve: Resolve, max_event_bytes: int, *, in_place: bool = False
+    event: dict[str, Any],
+    resolve: Resolve,
+    max_event_bytes: int,
+    *,
+    in_place: bool = False,
+    symlink_tables: bool = True,
 ) -> Shaped:
     """The event Alation should receive: namespaces resolved, noise dropped, size capped.
 
@@ -269,7 +351,7 @@ def shape_event(
     run_facets = _facets(shaped.get("run"))
     for name in DROPPED_RUN_FACETS.intersection(run_facets):
         del run_facets[name]
-    resolutions = rewrite_namespaces(shaped, resolve)
+    resolutions = rewrite_namespaces(shaped, resolve, symlink_tables=symlink_tables)
     body = encode(shaped)
     trimmed: list[str] = []
     if len(body) > max_event_bytes:
@@ -296,7 +378,9 @@ class NotSendable(ValueError):
         self.detail = detail
 
 
-def body_shaper(resolve: Resolve, max_event_bytes: int) -> Callable[[bytes], bytes]:
+def body_shaper(
+    resolve: Resolve, max_event_bytes: int, *, symlink_tables: bool = True
+) -> Callable[[bytes], bytes]:
     """Shapes an entry of the outbox (kept as written ahead: credentials stripped, namespaces as
     emitted) right before it is sent, with the settings of the sender; raises :class:`NotSendable`.
     Shaping an already shaped entry (written by an earlier version) changes nothing."""
@@ -309,7 +393,9 @@ def body_shaper(resolve: Resolve, max_event_bytes: int) -> Callable[[bytes], byt
         if not isinstance(event, dict):
             raise NotSendable("unshapeable", f"is a JSON {type(event).__name__}, not an event")
         try:
-            shaped = shape_event(event, resolve, max_event_bytes, in_place=True)
+            shaped = shape_event(
+                event, resolve, max_event_bytes, in_place=True, symlink_tables=symlink_tables
+            )
         except Exception as exc:  # noqa: BLE001 - any structure: the reason is kept with the entry
             raise NotSendable(
                 "unshapeable", f"could not be shaped ({type(exc).__name__}: {str(exc)[:200]})"

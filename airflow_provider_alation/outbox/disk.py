@@ -270,3 +270,43 @@ def dir_key(directory: Path | str, what: str, key_file: str = ".cache-key") -> b
     key = load_secret(Path(directory) / key_file)
     _DIR_KEYS[f"{directory}\0{key_file}"] = key
     return key
+
+
+def create_marker(path: Path) -> bool:
+    """Create the empty file ``path`` (mode 0600) if it does not exist: True for the one caller,
+    of any number of processes racing on a local or NFS (v3+) file system, that created it; False
+    when it already existed. ``O_EXCL`` makes the test and the creation one step."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    except FileExistsError:
+        return False
+    os.close(fd)
+    _fsync_dir(path.parent)
+    return True
+
+
+def prune_markers(directory: Path, max_age: float, keep: int, now: float) -> int:
+    """Remove marker files older than ``max_age`` seconds, then the oldest beyond ``keep``; the
+    number removed. Regular files only; a file another process removed meanwhile is skipped."""
+    entries: list[tuple[float, str]] = []
+    with os.scandir(directory) as found:
+        for entry in found:
+            if entry.name.startswith("."):
+                continue
+            try:
+                info = entry.stat(follow_symlinks=False)
+            except OSError:
+                continue
+            if stat.S_ISREG(info.st_mode):
+                entries.append((info.st_mtime, entry.name))
+    entries.sort()
+    expired = [name for mtime, name in entries if now - mtime > max_age]
+    left = len(entries) - len(expired)
+    if left > keep:
+        expired += [name for _, name in entries[len(expired) : len(expired) + left - keep]]
+    removed = 0
+    for name in expired:
+        with contextlib.suppress(OSError):
+            os.unlink(directory / name)
+            removed += 1
+    return removed

@@ -235,7 +235,7 @@ def shaper_for(settings: AlationSettings) -> Callable[[bytes], bytes]:
 
         index = load_index_interactive(settings).index
     resolver = NamespaceResolver.for_settings(settings, index)
-    return body_shaper(resolver.resolve, settings.max_event_bytes)
+    return body_shaper(resolver.resolve, settings.max_event_bytes, symlink_tables=settings.symlink_tables)
 
 
 class ReplayStopped(RuntimeError):
