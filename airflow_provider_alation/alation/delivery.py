@@ -267,6 +267,16 @@ class Sender:
                 self._http = self._session_factory()
             return self._http
 
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` for an abandoned request to get its late answer (and settle its
+        event); True when none is in flight (a process about to exit calls it)."""
+        with self._lock:
+            inflight = self._inflight
+        if inflight is not None and inflight.is_alive():
+            inflight.join(max(0.0, timeout))
+            return not inflight.is_alive()
+        return True
+
     def close(self) -> None:
         with self._lock:
             if self._http is not None:

@@ -4,6 +4,7 @@
     airflow-alation resolve NAMESPACE... [--conn-id ID] [--map JSON] [--refresh] [--offline] [--json]
     airflow-alation datasources [--conn-id ID] [--refresh] [--match TEXT] [--json]
     airflow-alation replay [--conn-id ID] [--dead] [--limit N] [--reclaim-after SECONDS] [--json]
+    airflow-alation relay --config FILE [--host H] [--port P] [--workers N] [--tls-cert PEM --tls-key PEM]
     airflow-alation --version
 
 On Airflow 3.2+ the same commands are ``airflow alation check|resolve|datasources|replay|version``
@@ -422,6 +423,38 @@ def cmd_replay(args: argparse.Namespace, console: Console) -> int:
     return EXIT_PROBLEM if summary.kept_total or summary.stopped else EXIT_OK
 
 
+# --- relay -----------------------------------------------------------------------------------
+
+
+def cmd_relay(args: argparse.Namespace, console: Console) -> int:
+    from airflow_provider_alation.relay.config import RelayConfigError
+    from airflow_provider_alation.relay.server import ServerOptions, check, serve
+
+    location = args.config or os.environ.get("ALATION_RELAY_CONFIG", "")
+    if not location:
+        raise SettingsError(["--config: give the relay configuration file (see README 'The relay')"], "relay")
+    try:
+        if args.check:
+            _, lines = check(location)
+            for line in lines:
+                console.print(Text(line))
+            return EXIT_OK
+        serve(
+            ServerOptions(
+                config=location,
+                host=args.host,
+                port=args.port,
+                workers=args.workers,
+                tls_cert=args.tls_cert,
+                tls_key=args.tls_key,
+                log_level=args.log_level,
+            )
+        )
+    except RelayConfigError as exc:
+        raise SettingsError([str(exc)], "the relay configuration") from None
+    return EXIT_OK
+
+
 def cmd_version(args: argparse.Namespace, console: Console) -> int:
     print(f"{DISTRIBUTION} {package_version()}")
     return EXIT_OK
@@ -538,6 +571,28 @@ COMMANDS: tuple[Command, ...] = (
                 },
             ),
             JSON,
+        ),
+    ),
+    Command(
+        "relay",
+        "serve POST /api/v1/lineage for OpenLineage senders outside Airflow (Spark, dbt-ol, Flink...)",
+        cmd_relay,
+        (
+            Option(("--config",), {"metavar": "FILE", "help": "relay configuration (JSON or YAML)"}),
+            Option(
+                ("--host",), {"default": "127.0.0.1", "help": "address to listen on (default %(default)s)"}
+            ),
+            Option(("--port",), {"type": int, "default": 8090, "help": "port (default %(default)s)"}),
+            Option(
+                ("--workers",), {"type": int, "default": 2, "help": "worker processes (default %(default)s)"}
+            ),
+            Option(("--tls-cert",), {"metavar": "PEM", "help": "serve HTTPS with this certificate"}),
+            Option(("--tls-key",), {"metavar": "PEM", "help": "the certificate's private key"}),
+            Option(("--log-level",), {"default": "info", "help": "uvicorn log level (default %(default)s)"}),
+            Option(
+                ("--check",),
+                {"action": "store_true", "help": "validate the configuration, print the senders and exit"},
+            ),
         ),
     ),
     Command("version", "print this provider's version", cmd_version, ()),

@@ -252,6 +252,20 @@ class LocalOutbox:
         atomic_write(path, body)
         return Claim(entry, body, path)
 
+    def usage(self) -> tuple[int, int]:
+        """(events, bytes) held: pending, claimed and dead, as the caps count them (names only, no
+        file is opened or stat'ed)."""
+        if not self._ready(create=False):
+            return 0, 0
+        pending, dead, claimed = (
+            self._events(self.pending),
+            self._events(self.dead),
+            self._names(self.claimed),
+        )
+        total = sum(map(_waiting_size, pending)) + sum(map(_waiting_size, dead))
+        total += sum(_size_of(_entry_of(n)) for n in claimed)
+        return len(pending) + len(dead) + len(claimed), total
+
     def enforce_caps(self) -> Dropped:
         """Drop the oldest waiting entries (pending or dead) while the outbox is over a cap."""
         if not self._ready(create=False):

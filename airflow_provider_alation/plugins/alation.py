@@ -10,6 +10,9 @@
   its settings here (see :mod:`airflow_provider_alation.integration.task_context`): the forked child then
   reads no connection, and per-query events of SQL run through a hook are opted in by the DAG's
   tag like the task's own event.
+- In Airflow 3's API server, the relay (``POST /alation-relay/api/v1/lineage``) for OpenLineage
+  senders outside Airflow, when ``ALATION_RELAY_CONFIG`` is set (see
+  :mod:`airflow_provider_alation.relay.mount`: nothing is imported until a request reaches it).
 - In Airflow 3's API server, a middleware makes the Connections list's Test button answer for
   Alation connections (see :mod:`airflow_provider_alation.integration.ui_test_button`).
 
@@ -31,6 +34,7 @@ import airflow_provider_alation.transport  # noqa: F401
 from airflow_provider_alation.integration import task_context
 from airflow_provider_alation.integration.configuration import transport_status
 from airflow_provider_alation.integration.ui_test_button import AlationTestButtonMiddleware
+from airflow_provider_alation.relay.mount import URL_PREFIX, RelayMount
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +113,9 @@ class TaskContextRecorder:
 class AlationPlugin(AirflowPlugin):
     name = "alation"
     listeners = [StartupCheck(), TaskContextRecorder()]
+    # Airflow 3's API server: the relay for OpenLineage senders outside Airflow (configured by
+    # ALATION_RELAY_CONFIG; a 404 saying so otherwise).
+    fastapi_apps = [{"app": RelayMount(), "url_prefix": URL_PREFIX, "name": "Alation OpenLineage relay"}]
     # Airflow 3's API server: the Connections list's Test button answers for Alation connections
     # (Airflow 3.3.2 sends port 0 and gets "Bad Request"), naming the user's connection id.
     fastapi_root_middlewares = [
