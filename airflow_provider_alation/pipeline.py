@@ -66,8 +66,11 @@ class Pipeline:
     kept; :meth:`after_fork` drops what a forked child must not share with its parent.
     """
 
-    def __init__(self, settings: AlationSettings) -> None:
+    def __init__(self, settings: AlationSettings, *, evict: bool = True) -> None:
         self.settings = settings
+        #: Above the outbox caps, drop the oldest waiting events (the transport: a task must go on)
+        #: or refuse the new one (the relay: what it acknowledged is owed, so it answers 503).
+        self.evict = evict
         self._lock = threading.Lock()
         self._resolver = NamespaceResolver.for_settings(settings)
         self._index_checked_at = float("-inf")
@@ -120,11 +123,12 @@ class Pipeline:
         )
         if reason:
             return skipped(event, reason)
+        stream_run: str | None = None
         if gate.event_state(event) != "COMPLETE":  # only a streaming START/RUNNING passes precheck
-            complete = self._stream_as_complete(event)
+            complete = self._streaming_copy(event)
             if complete is None:
                 return skipped(event, gate.NOT_COMPLETE)
-            event = complete
+            event, stream_run = complete, gate.run_id(event)
 
         names = gate.job_names(event)
         job_name = printable(names[0] if names else "?")
@@ -141,22 +145,44 @@ class Pipeline:
         # Write-ahead before anything that can block or fail (discovery, minting, rules, shaping):
         # from here on the event is on disk, and a replay resolves and shapes it again if need be.
         outbox = None if settings.dry_run else self._get_outbox(settings)
+        if outbox is not None and not self.evict and self._at_cap(outbox, len(raw_body)):
+            return Outcome("retry", None, "the outbox is at its cap", problem="full")
         claim = self._write_ahead(outbox, raw_body, settings) if outbox is not None else None
+        # A streaming run is marked after its write-ahead: a process dying in between sends the run
+        # twice at worst, never not at all; a run another process forwarded first is withdrawn.
+        written = claim is not None or outbox is None
+        if stream_run is not None and written and not self._first_forward(stream_run):
+            if claim is not None and outbox is not None:
+                outbox.settle(claim, "sent")
+            return skipped(event, gate.NOT_COMPLETE)
         return Admitted(raw, raw_body, job_name, outbox, claim)
 
-    def _stream_as_complete(self, event: Any) -> dict[str, Any] | None:
-        """A streaming job's START/RUNNING as a COMPLETE copy (same run id) the first time its run
-        is seen with ``stream_as_complete`` on, across every process sharing ``cache_dir``; None
-        (skipped as ``not_complete``) when the setting is off or the run was forwarded already."""
+    def _at_cap(self, outbox: LocalOutbox, size: int) -> bool:
+        """For a pipeline that must not evict (the relay's: every event it acknowledged is owed):
+        whether one more event of ``size`` bytes would go over a cap."""
+        try:
+            count, used = outbox.usage()
+        except OSError:  # an unusable spool_dir: the write-ahead says so
+            return False
+        settings = self.settings
+        return count >= settings.outbox_max_events or used + size > settings.outbox_max_bytes
+
+    def _streaming_copy(self, event: Any) -> dict[str, Any] | None:
+        """A streaming job's START/RUNNING as a COMPLETE copy (same run id) with
+        ``stream_as_complete`` on; None (skipped as ``not_complete``) when it is off."""
         if not self.settings.stream_as_complete or not gate.run_id(event):
             return None
         complete = Serde.to_dict(event) if not isinstance(event, dict) else copy.deepcopy(event)
         complete["eventType"] = "COMPLETE"
+        return complete
+
+    def _first_forward(self, run_id: str) -> bool:
+        """True for the one process (sharing ``cache_dir``) that forwards this run first."""
         with self._lock:
             if self._forwarded is None:
                 where = None if self.settings.dry_run else Path(self.settings.cache_dir) / "streaming"
                 self._forwarded = ForwardedRuns(where, scope=self.settings.url)
-        return complete if self._forwarded.first(gate.run_id(event)) else None
+        return self._forwarded.first(run_id)
 
     def deliver(self, admitted: Admitted, started: float) -> Outcome:
         """Resolve, shape, POST and settle an admitted event within ``time_budget`` from ``started``."""
@@ -301,7 +327,8 @@ class Pipeline:
                 exc,
             )
             return None
-        self._enforce_caps(outbox, settings)
+        if self.evict:
+            self._enforce_caps(outbox, settings)
         return claim
 
     def _enforce_caps(self, outbox: LocalOutbox, settings: AlationSettings) -> None:

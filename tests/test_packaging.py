@@ -80,6 +80,7 @@ def test_the_wheel_ships_the_example_dags_types_and_licence(dists: Dists) -> Non
         assert f"airflow_provider_alation/example_dags/{dag}.py" in files, dag
     assert "airflow_provider_alation/example_dags/__init__.py" in files
     assert "airflow_provider_alation/py.typed" in files
+    assert "airflow_provider_alation/ui/page.html" in files  # the Alation lineage page
     # The stand-in is a documented test utility, shipped on purpose.
     assert "airflow_provider_alation/testing/fake_alation.py" in files
     licences = {name.rsplit("/", 1)[1] for name in files if ".dist-info/licenses/" in name}

@@ -391,6 +391,18 @@ def load_index_interactive(settings: AlationSettings, refresh: bool = False) -> 
     return load_index(settings, INTERACTIVE_BUDGET, token=BearerToken(settings), refresh=refresh)
 
 
+def load_index_cached(settings: AlationSettings, now: Callable[[], float] = time.time) -> IndexLoad:
+    """The index from the disk cache only, never Alation (the UI page's load): ``fresh`` within
+    ``discovery_ttl``, ``stale`` after it, ``unavailable`` without a cache."""
+    cached = DiscoveryCache(settings.cache_dir, settings.url).read()
+    if cached is None:
+        return IndexLoad(None, "unavailable", None, f"no cached copy in {settings.cache_dir}")
+    snapshot, index = cached
+    if now() - snapshot.fetched_at < settings.discovery_ttl:
+        return IndexLoad(index, "fresh", snapshot.fetched_at)
+    return IndexLoad(index, "stale", snapshot.fetched_at, "older than discovery_ttl; not refreshed here")
+
+
 def load_index(
     settings: AlationSettings,
     budget: float,

@@ -508,8 +508,13 @@ def check_tenant(settings: AlationSettings) -> list[CheckLine]:
 # --- Alation's data sources -------------------------------------------------------------------
 
 
-def check_datasources(settings: AlationSettings, refresh: bool = False) -> tuple[list[CheckLine], Any]:
-    """The discovery line and the index (None without discovery or when it cannot be read)."""
+def check_datasources(
+    settings: AlationSettings, refresh: bool = False, *, cache_only: bool = False
+) -> tuple[list[CheckLine], Any]:
+    """The discovery line and the index (None without discovery or when it cannot be read).
+
+    ``cache_only`` reads the disk cache and never Alation (the UI page's load): an expired cache is
+    a warning, no cache a warning naming the refresh."""
     if not settings.discover_datasources:
         return [
             CheckLine(
@@ -521,9 +526,19 @@ def check_datasources(settings: AlationSettings, refresh: bool = False) -> tuple
                 'set "discover_datasources": true in the connection\'s extra',
             )
         ], None
-    from airflow_provider_alation.alation.discovery import load_index_interactive
+    from airflow_provider_alation.alation.discovery import load_index_cached, load_index_interactive
 
-    load = load_index_interactive(settings, refresh)
+    load = load_index_cached(settings) if cache_only else load_index_interactive(settings, refresh)
+    if cache_only and load.state == "unavailable":
+        return [
+            CheckLine(
+                "datasources",
+                "discovery",
+                "warn",
+                f"not read yet: {load.detail}",
+                "refresh the data sources (airflow-alation datasources --refresh, or the page's button)",
+            )
+        ], None
     if load.state in ("fresh", "refreshed"):
         return [CheckLine("datasources", "discovery", "pass", load.describe())], load.index
     if load.state == "stale":
@@ -667,15 +682,75 @@ def _dags_in_database() -> dict[str, tuple[str, ...]]:
         from airflow.models.dag import DagModel
         from airflow.utils.session import create_session
         from sqlalchemy import select
+        from sqlalchemy.orm import selectinload
 
         with create_session() as session:
             return {
                 model.dag_id: tuple(tag.name for tag in model.tags)
-                for model in session.scalars(select(DagModel))
+                for model in session.scalars(select(DagModel).options(selectinload(DagModel.tags)))
                 if not getattr(model, "is_stale", False)
             }
     except Exception:  # noqa: BLE001 - a task (no database access) or a bare machine: parse files instead
         return {}
+
+
+def _asset_uris_in_database() -> dict[str, list[str]]:
+    """{dag_id: asset URIs its tasks declare as inlets or outlets}, from the metadata database's asset
+    references (what the DAG processor recorded), each URI once per DAG."""
+    from airflow.models.asset import AssetModel, TaskInletAssetReference, TaskOutletAssetReference
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    found: dict[str, dict[str, None]] = {}
+    with create_session() as session:
+        for reference in (TaskInletAssetReference, TaskOutletAssetReference):
+            query = select(reference.dag_id, AssetModel.uri).join(
+                AssetModel, AssetModel.id == reference.asset_id
+            )
+            for dag_id, uri in session.execute(query):
+                found.setdefault(dag_id, {})[uri] = None
+    return {dag_id: list(uris) for dag_id, uris in found.items()}
+
+
+def _asset(asset_class: Any, uri: str) -> Any:
+    """The asset of a recorded URI; the URI alone where Airflow refuses to build one from it."""
+    try:
+        return asset_class(uri=uri)
+    except Exception:  # noqa: BLE001 - recorded by another Airflow version: judged by its URI only
+        return type("RecordedAsset", (), {"uri": uri})()
+
+
+def check_dags_in_database(settings: AlationSettings) -> list[CheckLine]:
+    """The ``dags`` lines from the metadata database alone (the api-server's page): the DAGs and tags
+    the DAG processors recorded, and the assets their tasks declare, without parsing a DAG file.
+    ``selective_enable`` and ``emission_policy`` need the DAG objects: the check command tells them."""
+    from airflow.providers.common.compat.assets import Asset
+
+    from airflow_provider_alation.lineage.gate import dag_selection_reason
+
+    known = _dags_in_database()
+    lines = dag_lines(list(known.items()), settings)
+    opted = sorted(
+        dag_id
+        for dag_id, tags in known.items()
+        if dag_selection_reason(dag_id, set(tags), settings.dags, settings.opt_in_tag) is None
+    )
+    if not opted:
+        return lines
+    try:
+        uris = _asset_uris_in_database()
+        converters, handlers = _asset_registries()
+        verdicts = [
+            (
+                dag_id,
+                [asset_verdict(_asset(Asset, uri), converters, handlers) for uri in uris.get(dag_id, ())],
+            )
+            for dag_id in opted
+        ]
+        lines.extend(asset_lines(verdicts))
+    except Exception as exc:  # noqa: BLE001 - the DAG lines stand; the asset line names the error
+        lines.append(CheckLine("dags", "assets", "warn", f"not checked: {_error(exc)}"))
+    return lines
 
 
 def check_dags(settings: AlationSettings) -> list[CheckLine]:
@@ -1042,22 +1117,49 @@ def unmigrated(exc: BaseException) -> bool:
     )
 
 
+@dataclass(frozen=True)
+class Coverage:
+    """One database connection's namespace line, with its parts for a table (the UI page)."""
+
+    line: CheckLine
+    conn_type: str = ""
+    emitted: str = ""
+    how: str = ""
+    sent_as: str = ""
+    rule: str = ""
+    datasource: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "line": self.line.as_dict()}
+
+
 def check_namespaces(
     settings: AlationSettings, index: Any, connection_ids: Sequence[str] | None = None
 ) -> list[CheckLine]:
+    return [found.line for found in namespace_coverage(settings, index, connection_ids)]
+
+
+def namespace_coverage(
+    settings: AlationSettings, index: Any, connection_ids: Sequence[str] | None = None
+) -> list[Coverage]:
+    """The ``namespaces`` section, one :class:`Coverage` per line."""
     from airflow_provider_alation.integration.connection import get_connection
     from airflow_provider_alation.integration.connection_namespaces import emitted_namespace
     from airflow_provider_alation.lineage.resolution import NamespaceResolver
 
     note = ""
-    lines = []
+    lines: list[Coverage] = []
     if connection_ids:
         connections = []
         for conn_id in connection_ids:
             conn = get_connection(conn_id)
             if conn is None:
                 lines.append(
-                    CheckLine("namespaces", conn_id, "fail", f"connection {conn_id!r} does not exist here")
+                    Coverage(
+                        CheckLine(
+                            "namespaces", conn_id, "fail", f"connection {conn_id!r} does not exist here"
+                        )
+                    )
                 )
             else:
                 connections.append(conn)
@@ -1068,16 +1170,15 @@ def check_namespaces(
         try:
             emitted = emitted_namespace(conn)
         except ValueError as exc:
-            lines.append(
-                CheckLine(
-                    "namespaces",
-                    conn.conn_id,
-                    "fail",
-                    f"the namespace OpenLineage emits for {conn.conn_id!r} ({conn.conn_type}) cannot be "
-                    f"told: {exc}",
-                    f"complete connection {conn.conn_id!r} as its provider documents",
-                )
+            line = CheckLine(
+                "namespaces",
+                conn.conn_id,
+                "fail",
+                f"the namespace OpenLineage emits for {conn.conn_id!r} ({conn.conn_type}) cannot be "
+                f"told: {exc}",
+                f"complete connection {conn.conn_id!r} as its provider documents",
             )
+            lines.append(Coverage(line, conn.conn_type or ""))
             continue
         if emitted is None:
             continue
@@ -1092,23 +1193,42 @@ def check_namespaces(
                 "extractor sends no datasets",
                 line.fix or "install the provider's optional dependencies its OpenLineage support needs",
             )
-        lines.append(line)
+        lines.append(
+            Coverage(
+                line,
+                conn.conn_type or "",
+                emitted.namespace,
+                emitted.how,
+                resolution.namespace,
+                resolution.rule,
+                resolution.datasource,
+            )
+        )
     if not lines and not connection_ids:
         lines.append(
-            CheckLine(
-                "namespaces",
-                "database connections",
-                "warn",
-                "no database connection found" + (f"; {note}" if note else ""),
-                ("run airflow db migrate, or " if MIGRATE_HINT in note else "")
-                + "connections kept in a secrets backend cannot be listed: name them with --connection ID",
+            Coverage(
+                CheckLine(
+                    "namespaces",
+                    "database connections",
+                    "warn",
+                    "no database connection found" + (f"; {note}" if note else ""),
+                    ("run airflow db migrate, or " if MIGRATE_HINT in note else "")
+                    + "connections kept in a secrets backend cannot be listed: name them with "
+                    "--connection ID",
+                )
             )
         )
     elif note:
         fix = "run airflow db migrate, or name them with --connection ID" if MIGRATE_HINT in note else ""
         lines.append(
-            CheckLine(
-                "namespaces", "database connections", "info", note, fix or "name them with --connection ID"
+            Coverage(
+                CheckLine(
+                    "namespaces",
+                    "database connections",
+                    "info",
+                    note,
+                    fix or "name them with --connection ID",
+                )
             )
         )
     return lines
@@ -1148,6 +1268,11 @@ def outbox_lines(spool_dir: str, counts: dict[str, int], oldest_age: float | Non
 
 
 def check_outbox(settings: AlationSettings) -> list[CheckLine]:
+    return outbox_state(settings)[0]
+
+
+def outbox_state(settings: AlationSettings) -> tuple[list[CheckLine], list[Any]]:
+    """The ``outbox`` lines and the outbox's entries (``EntryInfo``, dead letters with their reasons)."""
     from airflow_provider_alation.outbox.disk import UnsafeDirectory
     from airflow_provider_alation.outbox.store import outbox_for
 
@@ -1158,7 +1283,7 @@ def check_outbox(settings: AlationSettings) -> list[CheckLine]:
             CheckLine(
                 "outbox", "dry_run", "warn", "dry_run is on: events are logged, not sent", 'remove "dry_run"'
             )
-        ]
+        ], []
     if not os.access(existing, os.W_OK | os.X_OK):
         return [
             CheckLine(
@@ -1168,15 +1293,16 @@ def check_outbox(settings: AlationSettings) -> list[CheckLine]:
                 f"spool_dir {spool} is not writable here: events are sent without a write-ahead copy",
                 'point "spool_dir" at a writable directory (a shared volume on Celery/Kubernetes)',
             )
-        ]
+        ], []
     try:
         infos = outbox_for(settings).list() if spool.exists() else []
     except UnsafeDirectory as exc:  # others could plant events in it: its message names the fix
         message, _, fix = str(exc).partition(" Fix: ")
-        return [CheckLine("outbox", "spool_dir", "fail", message.removeprefix("Alation lineage: "), fix)]
+        return [CheckLine("outbox", "spool_dir", "fail", message.removeprefix("Alation lineage: "), fix)], []
     counts = {state: sum(info.state == state for info in infos) for state in ("pending", "claimed", "dead")}
     oldest = min((info.queued_at for info in infos if info.state != "dead"), default=None)
-    return outbox_lines(str(spool), counts, time.time() - oldest if oldest is not None else None)
+    lines = outbox_lines(str(spool), counts, time.time() - oldest if oldest is not None else None)
+    return lines, infos
 
 
 # --- the whole report -------------------------------------------------------------------------

@@ -123,16 +123,7 @@ def _prose(console: Console, label: str, value: str | Text, indent: int = 2) -> 
 
 
 def _resolution_row(resolution: Resolution, discovery: bool) -> dict[str, Any]:
-    status = resolution.status(discovery)
-    return {
-        "namespace": resolution.original,
-        "sent_as": resolution.namespace,
-        "rule": resolution.rule,
-        "detail": resolution.detail,
-        "status": status,
-        "datasource": resolution.datasource,
-        "fix": resolution.fix if status != "matched" else "",
-    }
+    return resolution.as_row(discovery)
 
 
 RESOLVE_COLOURS = {"matched": "green", "no match": "red", "not checked": "yellow", "not applicable": "dim"}

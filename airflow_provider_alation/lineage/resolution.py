@@ -19,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from airflow_provider_alation.lineage.datasources import DataSourceIndex, Match
 from airflow_provider_alation.lineage.namespaces import Namespace, NamespaceRules, parse_namespace
@@ -63,6 +63,19 @@ class Resolution:
     @property
     def host_port(self) -> str | None:
         return parse_namespace(self.namespace).host_port
+
+    def as_row(self, discovery: bool) -> dict[str, Any]:
+        """What ``airflow-alation resolve --json`` and the UI page show for it."""
+        status = self.status(discovery)
+        return {
+            "namespace": self.original,
+            "sent_as": self.namespace,
+            "rule": self.rule,
+            "detail": self.detail,
+            "status": status,
+            "datasource": self.datasource,
+            "fix": self.fix if status != "matched" else "",
+        }
 
 
 def _emitted_scheme(original: str) -> str:

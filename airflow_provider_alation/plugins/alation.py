@@ -15,6 +15,9 @@
   :mod:`airflow_provider_alation.relay.mount`: nothing is imported until a request reaches it).
 - In Airflow 3's API server, a middleware makes the Connections list's Test button answer for
   Alation connections (see :mod:`airflow_provider_alation.integration.ui_test_button`).
+- In Airflow 3's API server, the "Alation lineage" page (``/alation-lineage``, an item of the UI's
+  navigation): the check's answers for users allowed to read connections (see
+  :mod:`airflow_provider_alation.ui`: nothing is imported until a request reaches it).
 
 Loading the plugin also imports the transport once per Airflow process (about 13 ms with byte
 code), so the provider's per-event forked children do not each pay it."""
@@ -35,6 +38,8 @@ from airflow_provider_alation.integration import task_context
 from airflow_provider_alation.integration.configuration import transport_status
 from airflow_provider_alation.integration.ui_test_button import AlationTestButtonMiddleware
 from airflow_provider_alation.relay.mount import URL_PREFIX, RelayMount
+from airflow_provider_alation.ui.mount import EXTERNAL_VIEW, PAGE_NAME, PageMount
+from airflow_provider_alation.ui.mount import URL_PREFIX as PAGE_PREFIX
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +120,13 @@ class AlationPlugin(AirflowPlugin):
     listeners = [StartupCheck(), TaskContextRecorder()]
     # Airflow 3's API server: the relay for OpenLineage senders outside Airflow (configured by
     # ALATION_RELAY_CONFIG; a 404 saying so otherwise).
-    fastapi_apps = [{"app": RelayMount(), "url_prefix": URL_PREFIX, "name": "Alation OpenLineage relay"}]
+    fastapi_apps = [
+        {"app": RelayMount(), "url_prefix": URL_PREFIX, "name": "Alation OpenLineage relay"},
+        # The "Alation lineage" page and its JSON API (Airflow's authentication: reading connections).
+        {"app": PageMount(), "url_prefix": PAGE_PREFIX, "name": PAGE_NAME},
+    ]
+    # Airflow 3.1+: the page in the UI's navigation (shown in a frame).
+    external_views = [EXTERNAL_VIEW]
     # Airflow 3's API server: the Connections list's Test button answers for Alation connections
     # (Airflow 3.3.2 sends port 0 and gets "Bad Request"), naming the user's connection id.
     fastapi_root_middlewares = [

@@ -137,7 +137,7 @@ class Relay:
                 self._errors[config.name] = str(exc)
                 return None
             found = self._senders[config.name] = _Sender(
-                config, settings, Pipeline(settings), outbox_for(settings)
+                config, settings, Pipeline(settings, evict=False), outbox_for(settings)
             )
             return found
 
@@ -192,6 +192,12 @@ class Relay:
         if not isinstance(admitted, Admitted):
             if admitted.kind == "skipped":
                 return 200, {"status": "skipped", "reason": admitted.detail}
+            if admitted.problem == "full":  # checked at the write itself: nothing acknowledged is evicted
+                sender.full = (
+                    "the relay's outbox for this sender is full: Alation is not taking events fast "
+                    "enough; retry later"
+                )
+                raise Refused(503, sender.full, {"Retry-After": str(self.config.retry_after)})
             raise Refused(422, f"the event cannot be sent to Alation: it {admitted.detail}")
         if admitted.claim is None and not sender.settings.dry_run:
             raise Refused(
@@ -263,12 +269,34 @@ def gunzip(data: bytes, cap: int) -> bytes:
     return out
 
 
+#: Deeper than any OpenLineage event (a Spark logical plan included); far from Python's recursion limit.
+MAX_DEPTH = 200
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON (NaN and Infinity are not allowed)")
+
+
+def _depth(value: Any) -> int:
+    """How deeply ``value`` nests, without recursion."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if level > deepest:
+            deepest = level
+            if deepest > MAX_DEPTH:
+                return deepest
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else ()
+        stack.extend((child, level + 1) for child in children if isinstance(child, (dict, list)))
+    return deepest
+
+
 def parse_event(body: bytes) -> dict[str, Any]:
     """One OpenLineage event (RunEvent, DatasetEvent or JobEvent) as a dict, else 400."""
     if not body.strip():
         raise Refused(400, "the body is empty: send one OpenLineage event as JSON")
     try:
-        event = json.loads(body)
+        event = json.loads(body, parse_constant=_no_constant)
     except UnicodeDecodeError:
         raise Refused(400, "the body is not UTF-8 JSON") from None
     except ValueError as exc:
@@ -277,6 +305,10 @@ def parse_event(body: bytes) -> dict[str, Any]:
         raise Refused(400, "the body is JSON nested too deeply to be an OpenLineage event") from None
     if isinstance(event, list):
         raise Refused(400, "the body is a JSON array: send one OpenLineage event per request, as an object")
+    if _depth(event) > MAX_DEPTH:
+        raise Refused(
+            400, f"the body is JSON nested deeper than {MAX_DEPTH} levels, not an OpenLineage event"
+        )
     if not isinstance(event, dict):
         raise Refused(400, f"the body is a JSON {type(event).__name__}, not an OpenLineage event object")
     run, job, dataset = event.get("run"), event.get("job"), event.get("dataset")

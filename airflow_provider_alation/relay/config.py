@@ -158,7 +158,14 @@ def parse_config(text: str, source: str) -> RelayConfig:
         try:
             data = yaml.safe_load(text)
         except yaml.YAMLError as error:
-            raise RelayConfigError(f"{source}: neither valid JSON ({exc}) nor YAML ({error})") from None
+            # Only where and what: the YAML error's own text quotes the line, token and all.
+            mark = getattr(error, "problem_mark", None)
+            where = f"line {mark.line + 1}, column {mark.column + 1}" if mark is not None else "somewhere"
+            problem = getattr(error, "problem", None) or type(error).__name__
+            raise RelayConfigError(
+                f"{source}: neither valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg}) nor "
+                f"YAML ({where}: {problem})"
+            ) from None
     if not isinstance(data, dict):
         raise RelayConfigError(f'{source}: give an object with a "senders" list')
     try:
@@ -166,6 +173,16 @@ def parse_config(text: str, source: str) -> RelayConfig:
     except ValidationError as exc:
         lines = "\n".join(f"  - {p}" for p in _problems(exc))
         raise RelayConfigError(f"Invalid relay configuration in {source}:\n{lines}") from None
+    spools = [
+        os.path.realpath(str(sender.spool_dir or (sender.alation or {}).get("spool_dir")))
+        for sender in config.senders
+        if sender.spool_dir or (sender.alation or {}).get("spool_dir")
+    ]
+    if len(set(spools)) != len(spools):
+        raise RelayConfigError(
+            f"{source}: two senders name the same spool_dir; give each sender its own (a replay shapes and "
+            "sends an outbox's events with its one sender's settings and token)"
+        )
     tokens = [sender.secret() for sender in config.senders]
     if len(set(tokens)) != len(tokens):
         raise RelayConfigError(f"{source}: two senders share a relay token; give each its own")

@@ -64,7 +64,8 @@ class RelayMount:
                 relay = Relay(load_config())
             except RelayConfigError as exc:
                 log.error("Alation relay: %s", exc)
-                self._error = (503, f"The Alation relay is misconfigured: {exc}")
+                # The problem is in the api-server's log; the answer, to anyone, says only where.
+                self._error = (503, "The Alation relay is misconfigured: see the api-server's log")
                 return
             relay.start()
             atexit.register(relay.stop)
