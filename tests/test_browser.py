@@ -11,16 +11,14 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
 
-from tests.support.airflow_home import REPO, AirflowHome, airflow_bin
+from tests.support.airflow_home import REPO, AirflowHome
+from tests.support.airflow_home import api_server as start_api_server
 from tests.support.network import free_port
 
 pytestmark = [pytest.mark.browser, pytest.mark.airflow]
@@ -65,32 +63,12 @@ def browser() -> Iterator[Any]:
 
 @pytest.fixture(scope="module")
 def api_server(airflow_home: AirflowHome) -> Iterator[str]:
-    port = free_port()
     env = {
-        **airflow_home.base_env(),
         "AIRFLOW__CORE__TEST_CONNECTION": "Enabled",
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
     }
-    log_path = airflow_home.home / "browser-api-server.log"
-    with log_path.open("w") as log:
-        server = subprocess.Popen(
-            [airflow_bin(), "api-server", "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT
-        )
-        url = f"http://127.0.0.1:{port}"
-        try:
-            deadline = time.monotonic() + 120
-            while time.monotonic() < deadline:
-                try:
-                    if requests.get(f"{url}/api/v2/version", timeout=2).status_code == 200:
-                        break
-                except requests.ConnectionError:
-                    time.sleep(0.5)
-            else:
-                raise RuntimeError(log_path.read_text()[-3000:])
-            yield url
-        finally:
-            server.terminate()
-            server.wait(timeout=30)
+    with start_api_server(airflow_home, env, "browser-api-server.log") as url:
+        yield url
 
 
 def add_connection(page: Any, server: str, conn_id: str, fields: dict[str, str], shots: str) -> None:

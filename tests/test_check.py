@@ -7,7 +7,6 @@ import json
 import sqlite3
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -38,7 +37,8 @@ from airflow_provider_alation.lineage.resolution import NamespaceResolver
 from airflow_provider_alation.settings import build_settings
 from airflow_provider_alation.testing.catalog import reference_datasources
 from airflow_provider_alation.testing.fake_alation import FakeAlation
-from tests.support.airflow_home import AirflowHome, airflow_bin, connection_json, dag_run_succeeded
+from tests.support.airflow_home import AirflowHome, connection_json, dag_run_succeeded
+from tests.support.airflow_home import api_server as start_api_server
 from tests.support.network import free_port
 
 CLI = str(Path(sys.executable).with_name("airflow-alation"))
@@ -482,32 +482,12 @@ def task_states(airflow_home: AirflowHome, dag_id: str) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def api_server(airflow_home: AirflowHome) -> Iterator[str]:
-    port = free_port()
     env = {
-        **airflow_home.base_env(),
         "AIRFLOW__CORE__TEST_CONNECTION": "Enabled",
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
     }
-    log = (airflow_home.home / "api-server.log").open("w")
-    server = subprocess.Popen(
-        [airflow_bin(), "api-server", "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                if requests.get(f"{url}/api/v2/version", timeout=2).status_code in (200, 401, 403):
-                    break
-            except requests.ConnectionError:
-                time.sleep(0.5)
-        else:
-            raise RuntimeError((airflow_home.home / "api-server.log").read_text()[-3000:])
+    with start_api_server(airflow_home, env) as url:
         yield url
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
-        log.close()
 
 
 @pytest.mark.parametrize("case", ["good", "rejected", "bad_extra"])

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -27,8 +25,8 @@ from airflow_provider_alation.testing.catalog import (
     reference_datasources,
     synthetic_datasources,
 )
-from tests.support.airflow_home import REPO, AirflowHome, airflow_bin
-from tests.support.network import free_port
+from tests.support.airflow_home import REPO, AirflowHome
+from tests.support.airflow_home import api_server as start_api_server
 from tests.test_browser import browser  # noqa: F401 - the module-scoped chromium fixture
 
 pytestmark = [pytest.mark.browser, pytest.mark.airflow]
@@ -103,35 +101,15 @@ def ui_home() -> Iterator[AirflowHome]:
 
 @pytest.fixture(scope="module")
 def ui_server(ui_home: AirflowHome) -> Iterator[str]:
-    port = free_port()
     passwords = ui_home.home / "passwords.json"
     passwords.write_text(json.dumps(PASSWORDS))
     env = {
-        **ui_home.base_env(),
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin,viewer:viewer",
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "False",
     }
-    log_path = ui_home.home / "ui-api-server.log"
-    with log_path.open("w") as log:
-        server = subprocess.Popen(
-            [airflow_bin(), "api-server", "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT
-        )
-        url = f"http://127.0.0.1:{port}"
-        try:
-            deadline = time.monotonic() + 120
-            while time.monotonic() < deadline:
-                try:
-                    if requests.get(f"{url}/api/v2/version", timeout=2).status_code in (200, 401):
-                        break
-                except requests.ConnectionError:
-                    time.sleep(0.5)
-            else:
-                raise RuntimeError(log_path.read_text()[-3000:])
-            yield url
-        finally:
-            server.terminate()
-            server.wait(timeout=30)
+    with start_api_server(ui_home, env, "ui-api-server.log") as url:
+        yield url
 
 
 def jwt(server: str, user: str) -> str:

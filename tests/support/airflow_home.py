@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -85,3 +88,39 @@ class AirflowHome:
 def dag_run_succeeded(result: subprocess.CompletedProcess[str], dag_id: str) -> bool:
     output = result.stdout + result.stderr
     return result.returncode == 0 and f"dag_id={dag_id}" in output and "state=success" in output
+
+
+@contextlib.contextmanager
+def api_server(home: AirflowHome, env: dict[str, str], log_name: str = "api-server.log") -> Iterator[str]:
+    """A real ``airflow api-server`` on a free loopback port for ``home`` (its base environment plus
+    ``env``), its output in ``<home>/<log_name>``; yields its URL once it answers, stops it after."""
+    import requests
+
+    from tests.support.network import free_port
+
+    port = free_port()
+    log_path = home.home / log_name
+    with log_path.open("w") as log:
+        server = subprocess.Popen(
+            [airflow_bin(), "api-server", "--port", str(port)],
+            env={**home.base_env(), **env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        url = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:
+                try:
+                    if requests.get(f"{url}/api/v2/version", timeout=2).status_code in (200, 401, 403):
+                        break
+                except requests.ConnectionError:
+                    time.sleep(0.5)
+            else:
+                raise RuntimeError(
+                    f"airflow api-server did not answer in 120 s:\n{log_path.read_text()[-3000:]}"
+                )
+            yield url
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
