@@ -574,3 +574,26 @@ def test_held_mount_unconfigured_answers_404_and_ignores_other_scopes(
         answer = test_client.post("/api/v1/lineage", json=lineage_event(), headers=headers())
     assert answer.status_code == 404 and "ALATION_RELAY_CONFIG" in answer.text
     assert mount._app is None  # nothing built, nothing started
+
+
+def test_a_body_trickled_past_body_timeout_is_cut_off_with_408(
+    fake_alation: FakeAlation, token: str, tmp_path: Path
+) -> None:
+    """What is fixed of the slow-client finding: a body has ``body_timeout`` seconds in all."""
+    config = {**relay_config(fake_alation, token, tmp_path), "body_timeout": 1.0}
+    with relay_in_thread(config) as (url, _relay):
+        host, port = url.removeprefix("http://").split(":")
+        body = json.dumps(lineage_event()).encode()
+        trickle = socket.create_connection((host, int(port)))
+        trickle.sendall(
+            (
+                f"POST /api/v1/lineage HTTP/1.1\r\nHost: relay\r\nAuthorization: Bearer {RELAY_TOKEN}\r\n"
+                f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+            ).encode()
+            + body[:10]
+        )
+        trickle.settimeout(10)
+        answer = trickle.recv(200)
+        trickle.close()
+    assert answer.startswith(b"HTTP/1.1 408"), answer
+    assert LocalOutbox(tmp_path / "spool").counts() == {"pending": 0, "claimed": 0, "dead": 0}

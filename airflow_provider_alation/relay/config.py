@@ -124,6 +124,12 @@ class RelayConfig(BaseModel):
     )
     replay_interval: float = Field(default=30.0, gt=0, description="Seconds between outbox replays")
     retry_after: int = Field(default=30, ge=1, description="Retry-After (seconds) of a 503")
+    body_timeout: float = Field(
+        default=30.0, gt=0, le=600, description="Seconds a sender has to send its whole body (else 408)"
+    )
+    max_connections: int = Field(
+        default=256, ge=8, description="Open connections per worker; beyond, new ones get 503 at once"
+    )
     spool_root: str = Field(
         default_factory=_default_spool_root, description="Default outbox root: <spool_root>/<sender name>"
     )

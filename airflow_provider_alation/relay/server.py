@@ -63,4 +63,17 @@ def serve(options: ServerOptions) -> None:
         timeout_graceful_shutdown=GRACEFUL_SECONDS,
         server_header=False,
         proxy_headers=False,
+        # A bound on connections per worker (beyond: 503 at once). uvicorn has no timeout for a
+        # client's headers: a relay exposed beyond a trusted network belongs behind a proxy that has.
+        limit_concurrency=_max_connections(location),
+        timeout_keep_alive=5,
     )
+
+
+def _max_connections(location: str) -> int:
+    from airflow_provider_alation.relay.config import load_config
+
+    try:
+        return load_config(location).max_connections
+    except Exception:  # noqa: BLE001 - check() above has reported a bad configuration already
+        return 256
