@@ -161,11 +161,9 @@ class Pipeline:
         """For a pipeline that must not evict (the relay's: every event it acknowledged is owed):
         whether one more event of ``size`` bytes would go over a cap."""
         try:
-            count, used = outbox.usage()
+            return outbox.full(size) is not None
         except OSError:  # an unusable spool_dir: the write-ahead says so
             return False
-        settings = self.settings
-        return count >= settings.outbox_max_events or used + size > settings.outbox_max_bytes
 
     def _streaming_copy(self, event: Any) -> dict[str, Any] | None:
         """A streaming job's START/RUNNING as a COMPLETE copy (same run id) with

@@ -349,8 +349,7 @@ def cmd_check(args: argparse.Namespace, console: Console) -> int:
 def cmd_replay(args: argparse.Namespace, console: Console) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from airflow_provider_alation.alation.delivery import sender_for
-    from airflow_provider_alation.outbox.replay import replay, shaper_for
+    from airflow_provider_alation.outbox.replay import replay_with
     from airflow_provider_alation.outbox.store import outbox_for
 
     settings = _settings(args)
@@ -370,14 +369,12 @@ def cmd_replay(args: argparse.Namespace, console: Console) -> int:
         disable=args.json,
     ) as progress:
         task = progress.add_task("dead letters" if args.dead else "outbox", total=total or None)
-        summary = replay(
+        summary = replay_with(
+            settings,
             outbox,
-            sender_for(settings),
-            per_event_budget=settings.time_budget,
             dead=args.dead,
             limit=args.limit,
             on_event=lambda verdict, outcome: progress.advance(task),
-            prepare=shaper_for(settings),
         )
     summary.reclaimed += reclaimed
     after = outbox.counts()

@@ -238,6 +238,19 @@ def shaper_for(settings: AlationSettings) -> Callable[[bytes], bytes]:
     return body_shaper(resolver.resolve, settings.max_event_bytes, symlink_tables=settings.symlink_tables)
 
 
+def replay_with(settings: AlationSettings, outbox: Outbox, **options: Any) -> ReplaySummary:
+    """One :func:`replay` of ``outbox`` under ``settings``: their sender, their time budget per
+    event, each entry shaped with their rules before it is sent (the command, the maintenance DAG
+    and the page's "replay now")."""
+    return replay(
+        outbox,
+        sender_for(settings),
+        per_event_budget=settings.time_budget,
+        prepare=shaper_for(settings),
+        **options,
+    )
+
+
 class ReplayStopped(RuntimeError):
     """A replay could not deliver because of a setup problem (token, TLS, network): fix it."""
 
@@ -254,14 +267,7 @@ def replay_connection(
 
     settings = load_settings(conn_id)
     outbox = outbox_for(settings)
-    summary = replay(
-        outbox,
-        sender_for(settings),
-        per_event_budget=settings.time_budget,
-        dead=dead,
-        limit=limit,
-        prepare=shaper_for(settings),
-    )
+    summary = replay_with(settings, outbox, dead=dead, limit=limit)
     result = {**summary.as_dict(), "left": outbox.counts()}
     log.info("Alation lineage: outbox replay of %s: %s", settings.spool_dir, result)
     if summary.stopped and any(problem in STOPPING_PROBLEMS for problem in summary.kept):

@@ -252,11 +252,9 @@ class LocalOutbox:
         atomic_write(path, body)
         return Claim(entry, body, path)
 
-    def usage(self) -> tuple[int, int]:
-        """(events, bytes) held: pending, claimed and dead, as the caps count them (names only, no
-        file is opened or stat'ed)."""
-        if not self._ready(create=False):
-            return 0, 0
+    def _held(self) -> tuple[list[str], list[str], int, int]:
+        """(pending names, dead names, events, bytes) held, as the caps count them: pending,
+        claimed and dead, from the names only (no file is opened or stat'ed)."""
         pending, dead, claimed = (
             self._events(self.pending),
             self._events(self.dead),
@@ -264,17 +262,28 @@ class LocalOutbox:
         )
         total = sum(map(_waiting_size, pending)) + sum(map(_waiting_size, dead))
         total += sum(_size_of(_entry_of(n)) for n in claimed)
-        return len(pending) + len(dead) + len(claimed), total
+        return pending, dead, len(pending) + len(dead) + len(claimed), total
+
+    def usage(self) -> tuple[int, int]:
+        """(events, bytes) held, as the caps count them."""
+        if not self._ready(create=False):
+            return 0, 0
+        _, _, count, total = self._held()
+        return count, total
+
+    def full(self, extra_bytes: int) -> tuple[int, int] | None:
+        """(events, bytes) held when one more entry of ``extra_bytes`` would go over a cap (for a
+        writer that must refuse rather than evict), else None."""
+        count, total = self.usage()
+        if count >= self.max_events or total + extra_bytes > self.max_bytes:
+            return count, total
+        return None
 
     def enforce_caps(self) -> Dropped:
         """Drop the oldest waiting entries (pending or dead) while the outbox is over a cap."""
         if not self._ready(create=False):
             return Dropped(0, 0)
-        pending, dead = self._events(self.pending), self._events(self.dead)
-        claimed = self._names(self.claimed)
-        count = len(pending) + len(dead) + len(claimed)
-        total = sum(map(_waiting_size, pending)) + sum(map(_waiting_size, dead))
-        total += sum(_size_of(_entry_of(n)) for n in claimed)
+        pending, dead, count, total = self._held()
         if count <= self.max_events and total <= self.max_bytes:
             return Dropped(0, 0)  # the common case: one listing, no sorting
         waiting = sorted(

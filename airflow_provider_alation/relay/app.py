@@ -169,11 +169,12 @@ class Relay:
         if now - sender.usage_at >= USAGE_TTL_SECONDS:
             sender.usage_at = now
             try:
-                count, size = sender.outbox.usage()
+                held = sender.outbox.full(1)  # any event is at least a byte
             except OSError:
-                count, size = 0, 0
+                held = None
             settings = sender.settings
-            if count >= settings.outbox_max_events or size >= settings.outbox_max_bytes:
+            if held is not None:
+                count, size = held
                 sender.full = (
                     f"the relay's outbox for this sender is full ({count} events, {size} bytes; caps "
                     f"outbox_max_events={settings.outbox_max_events}, outbox_max_bytes="

@@ -187,8 +187,7 @@ def resolve(namespace: str, conn_id: str | None = None) -> dict[str, Any]:
 def replay_now(conn_id: str | None = None) -> dict[str, Any]:
     """Replay the outbox now (``airflow-alation replay``), bounded by :data:`REPLAY_LIMIT` events and
     :data:`REPLAY_WINDOW` seconds."""
-    from airflow_provider_alation.alation.delivery import sender_for
-    from airflow_provider_alation.outbox.replay import replay, shaper_for
+    from airflow_provider_alation.outbox.replay import replay_with
     from airflow_provider_alation.outbox.store import outbox_for
 
     connection, settings, source = settings_of(conn_id)
@@ -196,12 +195,5 @@ def replay_now(conn_id: str | None = None) -> dict[str, Any]:
         return {"source": source, "lines": _lines(connection)}
     outbox = outbox_for(settings)
     before = outbox.counts()
-    summary = replay(
-        outbox,
-        sender_for(settings),
-        per_event_budget=settings.time_budget,
-        limit=REPLAY_LIMIT,
-        window=REPLAY_WINDOW,
-        prepare=shaper_for(settings),
-    )
+    summary = replay_with(settings, outbox, limit=REPLAY_LIMIT, window=REPLAY_WINDOW)
     return {"source": source, **summary.as_dict(), "before": before, "after": outbox.counts()}
