@@ -75,14 +75,15 @@ def test_lineage_reason_reads_dicts_too() -> None:
 def test_dag_opt_in_by_tag_include_and_exclude() -> None:
     tagged, untagged = make_event(), make_event(tags=())
     none = DagSelection()
-    assert gate.dag_reason(tagged, none, "alation") is None
-    assert gate.dag_reason(untagged, none, "alation") == gate.NOT_OPTED_IN
-    assert gate.dag_reason(tagged, none, "lineage") == gate.NOT_OPTED_IN
-    assert gate.dag_reason(untagged, DagSelection(include=("my_*",)), "alation") is None
-    assert gate.dag_reason(untagged, DagSelection(include=("*",)), "alation") is None
+    assert gate.selection_reason(tagged, none, "alation") is None
+    assert gate.selection_reason(untagged, none, "alation") == gate.NOT_OPTED_IN
+    assert gate.selection_reason(tagged, none, "lineage") == gate.NOT_OPTED_IN
+    assert gate.selection_reason(untagged, DagSelection(include=("my_*",)), "alation") is None
+    assert gate.selection_reason(untagged, DagSelection(include=("*",)), "alation") is None
     # exclude wins over the tag and over include
     assert (
-        gate.dag_reason(tagged, DagSelection(include=("*",), exclude=("my_dag",)), "alation") == gate.EXCLUDED
+        gate.selection_reason(tagged, DagSelection(include=("*",), exclude=("my_dag",)), "alation")
+        == gate.EXCLUDED
     )
 
 

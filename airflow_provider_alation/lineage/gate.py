@@ -251,11 +251,6 @@ def selection_reason(
     return names_reason(names, tags, dags, opt_in_tag)
 
 
-def dag_reason(event: Any, dags: DagSelection, opt_in_tag: str) -> str | None:
-    """Why this event's DAG (or job) is not opted in or is excluded; None when it is sent."""
-    return selection_reason(event, dags, opt_in_tag)
-
-
 def names_reason(
     names: Iterable[str], tags: Collection[str], dags: DagSelection, opt_in_tag: str
 ) -> str | None:
