@@ -37,6 +37,7 @@ from tests.support.real_events import (
     namespace_mismatches,
     not_applicable,
     selected,
+    transport_settings,
 )
 from tests.support.spec import SPEC_DIR, validate_event
 
@@ -192,18 +193,7 @@ class Emitted:
 
 def inline_config(fake: FakeAlation, token: str, spool: Path, **overrides: Any) -> AlationConfig:
     """The transport as a plain openlineage-python producer configures it: inline settings."""
-    return AlationConfig.from_dict(
-        {
-            "type": "airflow_provider_alation.transport.AlationTransport",
-            "url": fake.url,
-            "token": token,
-            "verify": str(fake.cert_path),
-            "spool_dir": str(spool / "spool"),
-            "cache_dir": str(spool / "cache"),
-            "dags": {"include": ["*"]},
-            **overrides,
-        }
-    )
+    return AlationConfig.from_dict(transport_settings(fake, token, spool, **overrides))
 
 
 def feed(

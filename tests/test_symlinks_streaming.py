@@ -24,7 +24,7 @@ from airflow_provider_alation.outbox.streaming import ForwardedRuns
 from airflow_provider_alation.settings import AlationSettings
 from airflow_provider_alation.testing.fake_alation import FakeAlation
 from airflow_provider_alation.transport import AlationConfig, AlationTransport
-from tests.support.real_events import CORPUS, expected_reason, load_corpus
+from tests.support.real_events import CORPUS, expected_reason, load_corpus, transport_settings
 from tests.support.spec import SPEC_DIR
 
 HAVE_CORPUS = CORPUS.is_dir() and (SPEC_DIR / "OpenLineage.json").is_file()
@@ -53,17 +53,7 @@ def identity(event: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 def transport(fake: FakeAlation, token: str, tmp: Path, **overrides: Any) -> AlationTransport:
-    config = {
-        "type": "airflow_provider_alation.transport.AlationTransport",
-        "url": fake.url,
-        "token": token,
-        "verify": str(fake.cert_path),
-        "spool_dir": str(tmp / "spool"),
-        "cache_dir": str(tmp / "cache"),
-        "dags": {"include": ["*"]},
-        **overrides,
-    }
-    return AlationTransport(AlationConfig.from_dict(config))
+    return AlationTransport(AlationConfig.from_dict(transport_settings(fake, token, tmp, **overrides)))
 
 
 # -- 1. table identity from symlinks: pure shaping ------------------------------------------------------
@@ -310,16 +300,7 @@ def _emit_in_child(config: dict[str, Any], run: str, go: Any) -> None:
 
 def test_processes_racing_send_a_run_once(fake_alation: FakeAlation, token: str, tmp_path: Path) -> None:
     run = str(uuid.uuid4())
-    config = {
-        "type": "airflow_provider_alation.transport.AlationTransport",
-        "url": fake_alation.url,
-        "token": token,
-        "verify": str(fake_alation.cert_path),
-        "spool_dir": str(tmp_path / "spool"),
-        "cache_dir": str(tmp_path / "cache"),
-        "dags": {"include": ["*"]},
-        "stream_as_complete": True,
-    }
+    config = transport_settings(fake_alation, token, tmp_path, stream_as_complete=True)
     context = multiprocessing.get_context("fork")
     go = context.Event()
     children = [context.Process(target=_emit_in_child, args=(config, run, go)) for _ in range(3)]

@@ -199,3 +199,18 @@ def all_namespaces(event: dict[str, Any]) -> set[str]:
 def mentions(message: str, namespace: str) -> bool:
     """``namespace`` appears in ``message`` as a whole token (so ``file`` is not ``file:/tmp``)."""
     return re.search(rf"(?<![\w:/.-]){re.escape(namespace)}(?![\w/-]|[.:][\w/])", message) is not None
+
+
+def transport_settings(fake: Any, token: str, folder: Path, **overrides: Any) -> dict[str, Any]:
+    """The transport's inline configuration, as a plain openlineage-python producer gives it:
+    pointed at the stand-in ``fake``, its outbox and cache under ``folder``, every job selected."""
+    return {
+        "type": "airflow_provider_alation.transport.AlationTransport",
+        "url": fake.url,
+        "token": token,
+        "verify": str(fake.cert_path),
+        "spool_dir": str(folder / "spool"),
+        "cache_dir": str(folder / "cache"),
+        "dags": {"include": ["*"]},
+        **overrides,
+    }
