@@ -12,6 +12,7 @@ process, one per setup problem) lives here too.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import logging
@@ -24,10 +25,11 @@ from typing import Any
 from openlineage.client.serde import Serde
 
 from airflow_provider_alation.alation.delivery import Outcome, Sender, sender_for
-from airflow_provider_alation.alation.discovery import load_index
+from airflow_provider_alation.alation.discovery import load_index, load_index_cached
 from airflow_provider_alation.alation.tokens import BearerToken
 from airflow_provider_alation.integration import metrics
 from airflow_provider_alation.lineage import gate
+from airflow_provider_alation.lineage.datasources import EndpointIndex
 from airflow_provider_alation.lineage.logtext import printable
 from airflow_provider_alation.lineage.namespaces import parse_namespace, redact
 from airflow_provider_alation.lineage.resolution import NamespaceResolver, Resolution
@@ -85,9 +87,32 @@ class Pipeline:
 
     def after_fork(self) -> None:
         """In a forked child: fresh locks, no HTTP connection shared with the parent, no token or
-        lock another thread held at fork time."""
+        lock another thread held at fork time. What :meth:`prepare` readied (the outbox's checked
+        directories, the index, the compiled rules) is kept: it holds no lock or connection (a
+        stored index opens its file again in a new process)."""
         self._lock = threading.Lock()
-        self._sender, self._bearer, self._outbox = None, None, None
+        self._sender, self._bearer = None, None
+
+    def prepare(self, task: gate.TaskOfProcess | None = None) -> None:
+        """In the task process, before the OpenLineage provider forks a child per event: ready what
+        every event needs and no event changes, so each child starts warm. Nothing here talks to
+        Alation: the outbox's directories checked and its key read, the DAG patterns compiled, and
+        the discovered index opened when its cache is fresh (a stale one is refreshed by the child,
+        inside its time budget, as before). Skipped for a task whose DAG is not selected (its events
+        are dropped anyway). The rules were compiled when the pipeline was built."""
+        settings = self.settings
+        gate.warm_patterns(settings.dags)
+        self._resolver.rules.warm()
+        if task is not None and gate.dag_selection_reason(*task[::2], settings.dags, settings.opt_in_tag):
+            return
+        if not settings.dry_run:
+            with contextlib.suppress(OSError):  # reported by the child, when an event needs the outbox
+                self._get_outbox(settings).prepare()
+        if settings.discover_datasources and self._index_checked_at == float("-inf"):
+            load = load_index_cached(settings)
+            if load.state == "fresh" and load.index is not None:
+                self._use_index(load.index)
+                self._index_checked_at = time.monotonic()
 
     def close(self) -> None:
         if self._sender is not None:
@@ -416,9 +441,12 @@ class Pipeline:
                 if age is not None
                 else "resolving without them until they can be read",
             )
-        if load.index is not self._resolver.index:
-            self._resolver = NamespaceResolver(self._resolver.rules, load.index, self._resolver.declared)
+        self._use_index(load.index)
         return self._resolver
+
+    def _use_index(self, index: EndpointIndex | None) -> None:
+        if index is not self._resolver.index:
+            self._resolver = NamespaceResolver(self._resolver.rules, index, self._resolver.declared)
 
     # -- reporting --------------------------------------------------------------------------------
     def _log_once(self, key: str, level: int, message: str, *args: Any) -> None:

@@ -128,9 +128,11 @@ class AlationTransport(Transport):
     # -- settings -----------------------------------------------------------------------------------
     def prepare(self) -> None:
         """Read the settings now, in this process (the plugin calls it in the task process before
-        the OpenLineage provider forks the emitting child, which then inherits them). Quietly: an
-        invalid connection is reported when an event with lineage needs it, not for every task."""
-        self.settings(report=False)
+        the OpenLineage provider forks the emitting child, which then inherits them), and have the
+        pipeline ready what every event needs (:meth:`Pipeline.prepare`). Quietly: an invalid
+        connection is reported when an event with lineage needs it, not for every task."""
+        if self.settings(report=False) is not None and self._pipeline is not None:
+            self._pipeline.prepare(task_context.current_task())
 
     def pipeline(self) -> Pipeline | None:
         """The pipeline for the current settings; None (logged once) when they are invalid."""

@@ -118,7 +118,7 @@ def test_cache_reused_by_another_process(fake_alation, token, catalog, tmp_path)
     assert json.loads(done.stdout) == {"state": "fresh", "sources": SOURCES, "requests": 0}
     assert len(fake_alation.api_requests()) == before
     # The file holds the index, not the token, and only its owner can read it.
-    cache_files = [p for p in tmp_path.iterdir() if p.name.startswith("datasources-") and p.suffix == ".json"]
+    cache_files = [p for p in tmp_path.iterdir() if p.name.endswith(".sqlite")]
     assert cache_files and all(p.stat().st_mode & 0o777 == 0o600 for p in cache_files)
     assert all(token.encode() not in p.read_bytes() for p in tmp_path.iterdir() if p.is_file())
 

@@ -6,12 +6,15 @@ I/O edge. ``GET /integration/v1/datasource/`` (native sources) and ``/integratio
 retried with back-off inside a deadline.
 
 The OpenLineage provider emits each task event from a short-lived forked process, so the index
-lives in a JSON file under ``cache_dir`` (atomic replace, mode 0600, behind a header line with an
-HMAC-SHA256 keyed by ``cache_dir/.cache-key``, so a planted file is not used): a process reuses it while it
-is younger than ``discovery_ttl``; one process at a time (a non-blocking ``flock``) refreshes it;
-when Alation's REST API fails, the stale file keeps being used, the failure is remembered for a
-few minutes so that other processes do not each spend their time budget on it, and the event
-still goes.
+lives in a file under ``cache_dir``: an SQLite store (see
+:mod:`~airflow_provider_alation.alation.datasource_store`) that a process looks namespaces up in
+without loading it, so an event costs the same with 500 data sources or 50,000; every row
+authenticated by an HMAC keyed by ``cache_dir/.cache-key``, so a planted file is not used. A
+process reuses it while it is younger than ``discovery_ttl``; one process at a time (a
+non-blocking ``flock``) refreshes it, writing the pages into a new file as they arrive (memory
+stays at one page) and renaming it into place; when Alation's REST API fails, the stale file keeps
+being used, the failure is remembered for a few minutes so that other processes do not each spend
+their time budget on it, and the event still goes.
 """
 
 from __future__ import annotations
@@ -21,8 +24,9 @@ import fcntl
 import json
 import logging
 import os
+import sqlite3
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +35,7 @@ from urllib.parse import urljoin, urlsplit
 import requests
 
 from airflow_provider_alation.alation import network
+from airflow_provider_alation.alation.datasource_store import StoreWriter, open_store
 from airflow_provider_alation.alation.delivery import (
     TRANSIENT_STATUS,
     USER_AGENT,
@@ -39,7 +44,7 @@ from airflow_provider_alation.alation.delivery import (
     retrying_until,
 )
 from airflow_provider_alation.alation.masking import redact
-from airflow_provider_alation.lineage.datasources import DataSource, DataSourceIndex
+from airflow_provider_alation.lineage.datasources import DataSource, DataSourceIndex, EndpointIndex
 from airflow_provider_alation.outbox.disk import (
     atomic_write,
     cache_key,
@@ -100,14 +105,23 @@ class DataSourceClient:
     def fetch(self, deadline: float) -> list[DataSource]:
         """Every data source, or :class:`DiscoveryError`; returns by ``deadline`` in total, whatever
         the network does (every request and the minting of its token are bounded by it)."""
-        sources: list[DataSource] = []
+        return [source for batch in self.batches(deadline) for source in batch]
+
+    def batches(self, deadline: float) -> Iterator[list[DataSource]]:
+        """:meth:`fetch` a page at a time, so a caller can store each page before the next is read."""
         try:
             for api, path in APIS:
-                sources.extend(self._fetch_api(api, path, deadline))
+                batch: list[DataSource] = []
+                for source in self._fetch_api(api, path, deadline):
+                    batch.append(source)
+                    if len(batch) >= PAGE_SIZE:
+                        yield batch
+                        batch = []
+                if batch:
+                    yield batch
         finally:
             if self._owns_session:
                 self._session.close()
-        return sources
 
     def _fetch_api(self, api: str, path: str, deadline: float) -> Iterator[DataSource]:
         base = f"{self.settings.url}/"
@@ -235,73 +249,65 @@ class DataSourceClient:
 
 
 # -- the disk cache -------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Snapshot:
-    fetched_at: float
-    sources: tuple[DataSource, ...]
-
-
-#: In-process memo of parsed cache files, keyed by path and (mtime, size): a process re-reads the
-#: file only when another process has replaced it.
-_MEMO: dict[str, tuple[tuple[int, int], Snapshot, DataSourceIndex]] = {}
-#: The cache files are read only as regular files below these sizes, and only if their authentication
-#: code (a header line, keyed by ``cache_dir/.cache-key``) verifies: a planted file is not used.
-CACHE_MAX_BYTES = 64 * 1024 * 1024
+#: In-process memo of opened stores, keyed by path and (inode, mtime, size): a process opens the
+#: file again only when another process has replaced it.
+_MEMO: dict[str, tuple[tuple[int, int, int], float, EndpointIndex]] = {}
 STATUS_MAX_BYTES = 64 * 1024
-_SEAL, _STATUS_SEAL = b"airflow-provider-alation/datasources/v1", b"airflow-provider-alation/status/v1"
+_STATUS_SEAL = b"airflow-provider-alation/status/v1"
 
 
 class DiscoveryCache:
-    """``datasources-<key>.json`` (the index), ``.status.json`` (last failure), ``.lock``."""
+    """``datasources-<key>.sqlite`` (the index), ``.status.json`` (last failure), ``.lock``."""
 
     def __init__(self, cache_dir: str | Path, url: str) -> None:
         self.url = url
         key = cache_key(url)
         self.dir = Path(cache_dir)
-        self.path = self.dir / f"datasources-{key}.json"
+        self.path = self.dir / f"datasources-{key}.sqlite"
         self.status_path = self.dir / f"datasources-{key}.status.json"
         self.lock_path = self.dir / f"datasources-{key}.lock"
+        #: Written by versions before the SQLite store; removed when a store replaces it.
+        self.legacy_path = self.dir / f"datasources-{key}.json"
 
     def _key(self) -> bytes:
         """The key of ``cache_dir``, after checking nobody else can plant files there (OSError if not)."""
         return dir_key(self.dir, "cache directory (cache_dir)")
 
-    def read(self) -> tuple[Snapshot, DataSourceIndex] | None:
+    def read(self) -> tuple[float, EndpointIndex] | None:
+        """When the cached data sources were read, and their index; None when there is no usable file."""
         try:
-            stat = self.path.stat()
+            info = os.lstat(self.path)
             key = self._key()
         except OSError:  # missing, or cache_dir unusable or unsafe: treated as no cache
             return None
-        signature = (stat.st_mtime_ns, stat.st_size)
+        signature = (info.st_ino, info.st_mtime_ns, info.st_size)
         memo = _MEMO.get(str(self.path))
-        if memo is not None and memo[0] == signature:
+        if memo is not None and memo[0] == signature and not getattr(memo[2], "broken", ""):
             return memo[1], memo[2]
         try:
-            data = json.loads(unseal(key, _SEAL, read_regular_file(self.path, CACHE_MAX_BYTES), self.path))
-            if not isinstance(data, dict) or data.get("url") != self.url:
-                return None
-            items = [item for item in data["datasources"] if isinstance(item, dict)]
-            if data.get("parser") == PARSER_VERSION:
-                sources = tuple(DataSource.from_dict(item) for item in items)
-            else:  # written by another version: parse the URIs again
-                sources = tuple(DataSource.from_api(item, item.get("api", "v1")) for item in items)
-            snapshot = Snapshot(float(data["fetched_at"]), sources)
-        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-            detail = f" ({exc})" if isinstance(exc, OSError) else ""
-            log.warning("Alation lineage: ignoring unreadable data-source cache %s%s", self.path, detail)
+            store = open_store(self.path, key, self.url)
+        except (OSError, sqlite3.Error) as exc:
+            log.warning("Alation lineage: ignoring unusable data-source cache %s (%s)", self.path, exc)
             return None
-        index = DataSourceIndex.build(snapshot.sources)
-        _MEMO[str(self.path)] = (signature, snapshot, index)
-        return snapshot, index
+        index: EndpointIndex = store
+        if store.parser != PARSER_VERSION:  # written by another version: parse the URIs again
+            sources = [DataSource.from_api(source.to_dict(), source.api) for source in store.sources]
+            index = DataSourceIndex.build(sources)
+            with contextlib.suppress(OSError, sqlite3.Error):
+                self.write(sources, store.fetched_at)
+        _MEMO[str(self.path)] = (signature, store.fetched_at, index)
+        return store.fetched_at, index
 
-    def write(self, sources: list[DataSource], fetched_at: float) -> None:
-        payload = {
-            "url": self.url,
-            "fetched_at": fetched_at,
-            "parser": PARSER_VERSION,
-            "datasources": [source.to_dict() for source in sources],
-        }
-        atomic_write(self.path, seal(self._key(), _SEAL, json.dumps(payload, separators=(",", ":")).encode()))
+    def writer(self) -> StoreWriter:
+        """A new store, put in place by its ``commit`` (OSError when cache_dir is not usable)."""
+        return StoreWriter(self.path, self._key(), self.url, PARSER_VERSION)
+
+    def write(self, sources: Iterable[DataSource], fetched_at: float) -> None:
+        with self.writer() as writer:
+            writer.add(sources)
+            writer.commit(fetched_at)
+        with contextlib.suppress(OSError):
+            self.legacy_path.unlink()
 
     def last_failure(self) -> tuple[float, str] | None:
         """When the last refresh failed, and why; None if it did not (or the file is unreadable)."""
@@ -351,7 +357,7 @@ class DiscoveryCache:
 class IndexLoad:
     """The index to resolve with (None when there is none), and where it came from."""
 
-    index: DataSourceIndex | None
+    index: EndpointIndex | None
     state: str  # "fresh", "refreshed", "stale", "unavailable"
     fetched_at: float | None = None
     detail: str = ""
@@ -359,7 +365,12 @@ class IndexLoad:
 
     @property
     def sources(self) -> tuple[DataSource, ...]:
+        """Every data source (a listing: reads the whole cache file; resolution never needs this)."""
         return self.index.sources if self.index is not None else ()
+
+    @property
+    def count(self) -> int:
+        return len(self.index) if self.index is not None else 0
 
     def age(self, now: float | None = None) -> float | None:
         if self.fetched_at is None:
@@ -368,7 +379,7 @@ class IndexLoad:
 
     def describe(self) -> str:
         """One line for people: how many data sources, and from where."""
-        count = f"{len(self.sources):,} data sources"
+        count = f"{self.count:,} data sources"
         age = self.age()
         when = f"{age / 60:.0f} min old" if age is not None else ""
         if self.state == "fresh":
@@ -397,10 +408,10 @@ def load_index_cached(settings: AlationSettings, now: Callable[[], float] = time
     cached = DiscoveryCache(settings.cache_dir, settings.url).read()
     if cached is None:
         return IndexLoad(None, "unavailable", None, f"no cached copy in {settings.cache_dir}")
-    snapshot, index = cached
-    if now() - snapshot.fetched_at < settings.discovery_ttl:
-        return IndexLoad(index, "fresh", snapshot.fetched_at)
-    return IndexLoad(index, "stale", snapshot.fetched_at, "older than discovery_ttl; not refreshed here")
+    fetched_at, index = cached
+    if now() - fetched_at < settings.discovery_ttl:
+        return IndexLoad(index, "fresh", fetched_at)
+    return IndexLoad(index, "stale", fetched_at, "older than discovery_ttl; not refreshed here")
 
 
 def load_index(
@@ -424,9 +435,9 @@ def load_index(
     def from_cache(state: str, detail: str = "", made: int = 0) -> IndexLoad:
         if cached is None:
             return IndexLoad(None, "unavailable", None, detail, made)
-        return IndexLoad(cached[1], state, cached[0].fetched_at, detail, made)
+        return IndexLoad(cached[1], state, cached[0], detail, made)
 
-    if cached is not None and not refresh and now() - cached[0].fetched_at < settings.discovery_ttl:
+    if cached is not None and not refresh and now() - cached[0] < settings.discovery_ttl:
         return from_cache("fresh")
 
     def backing_off(failure: tuple[float, str] | None) -> bool:
@@ -449,7 +460,7 @@ def load_index(
                 cached = cache.read() or cached
                 return from_cache("stale", "another process is refreshing the data sources")
             latest = cache.read()
-            if latest is not None and not refresh and now() - latest[0].fetched_at < settings.discovery_ttl:
+            if latest is not None and not refresh and now() - latest[0] < settings.discovery_ttl:
                 cached = latest
                 return from_cache("fresh")
             failure = cache.last_failure()
@@ -479,26 +490,53 @@ def _refresh(
     now: Callable[[], float],
     from_cache: Callable[..., IndexLoad],
 ) -> IndexLoad:
-    """Read Alation and replace the cache file (the caller holds the refresh lock)."""
+    """Read Alation into a new cache file, page by page, and put it in place (the caller holds the
+    refresh lock). Memory stays at about one page, whatever the number of data sources."""
     client = DataSourceClient(settings, token, session)
     started = now()
     # Pessimistic, before any request that may hang: replaced by the outcome below (if this process
     # lives to record it), it makes the next processes back off if this one is killed meanwhile.
     cache.record_failure(DiscoveryError(UNFINISHED, "unfinished"), started)
     try:
-        sources = client.fetch(deadline)
+        writer = cache.writer()
+    except (OSError, sqlite3.Error) as exc:
+        log.warning("Alation lineage: cannot write the data-source cache %s: %s", cache.path, exc)
+        return _refresh_in_memory(cache, client, deadline, started, from_cache)
+    try:
+        with writer:
+            for batch in client.batches(deadline):
+                writer.add(batch)
+            writer.commit(started)
     except DiscoveryError as exc:
         cache.record_failure(exc, now())
         return from_cache("stale", str(exc), client.requests_made)
-    built = IndexLoad(DataSourceIndex.build(sources), "refreshed", started, "", client.requests_made)
-    try:
-        cache.write(sources, started)
-    except OSError as exc:
-        log.warning("Alation lineage: cannot write the data-source cache %s: %s", cache.path, exc)
-        cache.clear_failure()  # the pessimistic UNFINISHED: the refresh did finish
-        return built
+    except (OSError, sqlite3.Error) as exc:  # e.g. the disk filled up while writing
+        error = DiscoveryError(f"cannot write the data-source cache {cache.path}: {exc}", "disk")
+        cache.record_failure(error, now())
+        return from_cache("stale", str(error), client.requests_made)
     cache.clear_failure()
+    with contextlib.suppress(OSError):
+        cache.legacy_path.unlink()
     written = cache.read()
-    if written is None:  # pragma: no cover - the file was just written
-        return built
-    return IndexLoad(written[1], "refreshed", written[0].fetched_at, "", client.requests_made)
+    if written is None:  # the file was just written; unreadable means the disk is failing
+        return from_cache(
+            "stale", f"cannot read back the data-source cache {cache.path}", client.requests_made
+        )
+    return IndexLoad(written[1], "refreshed", written[0], "", client.requests_made)
+
+
+def _refresh_in_memory(
+    cache: DiscoveryCache,
+    client: DataSourceClient,
+    deadline: float,
+    started: float,
+    from_cache: Callable[..., IndexLoad],
+) -> IndexLoad:
+    """No file can be written: read Alation into memory, for this process only."""
+    try:
+        sources = client.fetch(deadline)
+    except DiscoveryError as exc:
+        cache.record_failure(exc, time.time())
+        return from_cache("stale", str(exc), client.requests_made)
+    cache.clear_failure()  # the pessimistic UNFINISHED: the refresh did finish
+    return IndexLoad(DataSourceIndex.build(sources), "refreshed", started, "", client.requests_made)

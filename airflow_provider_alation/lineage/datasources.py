@@ -293,74 +293,119 @@ class Match:
         return first + more
 
 
-@dataclass
-class DataSourceIndex:
-    """Data sources by host:port, with the secondary keys the fuzzy matches need."""
+#: Kinds of secondary keys: a Redshift ``(cluster, region)``, a Snowflake account spelling, a
+#: first host label. Each maps ``(kind, key, port)`` to catalogued endpoints.
+REDSHIFT, SNOWFLAKE, SHORT = "redshift", "snowflake", "short"
 
-    sources: tuple[DataSource, ...] = ()
-    by_endpoint: dict[Endpoint, list[DataSource]] = field(default_factory=dict)
-    _redshift: dict[tuple[str, str, int], set[Endpoint]] = field(default_factory=dict)
-    _snowflake: dict[tuple[str, int], set[Endpoint]] = field(default_factory=dict)
-    _short: dict[tuple[str, int], set[Endpoint]] = field(default_factory=dict)
 
-    @classmethod
-    def build(cls, sources: Iterable[DataSource]) -> DataSourceIndex:
-        index = cls(sources=tuple(sources))
-        for source in index.sources:
-            for endpoint in source.endpoints:
-                index.by_endpoint.setdefault(endpoint, []).append(source)
-        for host, port in index.by_endpoint:
-            redshift = _REDSHIFT_HOST_RE.match(host) if ".redshift" in host else None
-            if redshift:
-                index._redshift.setdefault((redshift["cluster"], redshift["region"], port), set()).add(
-                    (host, port)
-                )
-            if host.endswith(SNOWFLAKE_SUFFIXES):
-                for key in snowflake_account_keys(host):
-                    index._snowflake.setdefault((key, port), set()).add((host, port))
-            if "." in host and not _is_ip(host):
-                index._short.setdefault((host.split(".", 1)[0], port), set()).add((host, port))
-        return index
+def secondary_keys(host: str) -> list[tuple[str, str]]:
+    """The ``(kind, key)`` pairs under which a catalogued host is found by the fuzzy matches (the
+    port is the endpoint's own). One definition for every index, in memory or stored."""
+    keys: list[tuple[str, str]] = []
+    redshift = _REDSHIFT_HOST_RE.match(host) if ".redshift" in host else None
+    if redshift:
+        keys.append((REDSHIFT, f"{redshift['cluster']}.{redshift['region']}"))
+    if host.endswith(SNOWFLAKE_SUFFIXES):
+        keys.extend((SNOWFLAKE, key) for key in sorted(snowflake_account_keys(host)))
+    if "." in host and not _is_ip(host):
+        keys.append((SHORT, host.split(".", 1)[0]))
+    return keys
+
+
+class EndpointIndex:
+    """Discovered data sources as resolution asks for them: by endpoint, and by secondary key.
+
+    The matching (:meth:`match`) is defined here once; an index only answers the two lookups, from
+    memory (:class:`DataSourceIndex`) or from a file it looks rows up in without loading it
+    (:class:`airflow_provider_alation.alation.datasource_store.StoredIndex`).
+    """
+
+    def sources_at(self, endpoint: Endpoint) -> tuple[DataSource, ...]:
+        """The data sources whose URI names ``endpoint``."""
+        raise NotImplementedError
+
+    def endpoints_for(self, kind: str, key: str, port: int) -> frozenset[Endpoint]:
+        """The catalogued endpoints on ``port`` whose host has the secondary ``(kind, key)``."""
+        raise NotImplementedError
 
     def __len__(self) -> int:
-        return len(self.sources)
+        raise NotImplementedError
+
+    @property
+    def sources(self) -> tuple[DataSource, ...]:
+        """Every data source (for listings: a stored index reads them all)."""
+        raise NotImplementedError
 
     def lookup(self, host: str, port: int | None) -> tuple[DataSource, ...]:
         if port is None:
             return ()
-        return tuple(self.by_endpoint.get((host, port), ()))
+        return self.sources_at((host, port))
 
-    def _single(self, candidates: set[Endpoint] | None, how: str) -> Match | None:
-        if not candidates or len(candidates) != 1:
+    def _single(self, candidates: frozenset[Endpoint] | set[Endpoint], how: str) -> Match | None:
+        if len(candidates) != 1:
             return None
         host, port = next(iter(candidates))
-        return Match(host, port, tuple(self.by_endpoint[(host, port)]), how)
+        sources = self.sources_at((host, port))
+        return Match(host, port, sources, how) if sources else None
 
     def match(self, namespace: Namespace) -> Match | None:
         """The catalogued endpoint this namespace names, exactly or by an unambiguous fuzzy rule."""
         host, port = namespace.host, namespace.port
         if not host or port is None:
             return None
-        exact = self.by_endpoint.get((host, port))
+        exact = self.sources_at((host, port))
         if exact:
-            return Match(host, port, tuple(exact), "host:port")
+            return Match(host, port, exact, "host:port")
         labels = host.split(".")
         if namespace.scheme in ("redshift", "postgres") and len(labels) == 2:
-            hit = self._single(self._redshift.get((labels[0], labels[1], port)), "redshift cluster")
+            hit = self._single(self.endpoints_for(REDSHIFT, host, port), "redshift cluster")
             if hit:
                 return hit
         if namespace.scheme == "snowflake" or host.endswith(SNOWFLAKE_SUFFIXES):
             found: set[Endpoint] = set()
             for key in snowflake_account_keys(host):
-                found |= self._snowflake.get((key, port), set())
+                found |= self.endpoints_for(SNOWFLAKE, key, port)
             hit = self._single(found, "snowflake account")
             if hit:
                 return hit
         if len(labels) == 1 and not _is_ip(host) and host not in _NOT_SHORT_NAMES:
             candidates = {
                 endpoint
-                for endpoint in self._short.get((host, port), set())
-                if any(_same_kind(source, namespace.scheme) for source in self.by_endpoint[endpoint])
+                for endpoint in self.endpoints_for(SHORT, host, port)
+                if any(_same_kind(source, namespace.scheme) for source in self.sources_at(endpoint))
             }
             return self._single(candidates, "short host name")
         return None
+
+
+@dataclass
+class DataSourceIndex(EndpointIndex):
+    """Data sources by host:port, with the secondary keys the fuzzy matches need, in memory."""
+
+    all_sources: tuple[DataSource, ...] = ()
+    by_endpoint: dict[Endpoint, list[DataSource]] = field(default_factory=dict)
+    _secondary: dict[tuple[str, str, int], set[Endpoint]] = field(default_factory=dict)
+
+    @classmethod
+    def build(cls, sources: Iterable[DataSource]) -> DataSourceIndex:
+        index = cls(all_sources=tuple(sources))
+        for source in index.all_sources:
+            for endpoint in source.endpoints:
+                index.by_endpoint.setdefault(endpoint, []).append(source)
+        for host, port in index.by_endpoint:
+            for kind, key in secondary_keys(host):
+                index._secondary.setdefault((kind, key, port), set()).add((host, port))
+        return index
+
+    def __len__(self) -> int:
+        return len(self.all_sources)
+
+    @property
+    def sources(self) -> tuple[DataSource, ...]:
+        return self.all_sources
+
+    def sources_at(self, endpoint: Endpoint) -> tuple[DataSource, ...]:
+        return tuple(self.by_endpoint.get(endpoint, ()))
+
+    def endpoints_for(self, kind: str, key: str, port: int) -> frozenset[Endpoint]:
+        return frozenset(self._secondary.get((kind, key, port), ()))

@@ -265,6 +265,13 @@ def names_reason(
     return NOT_OPTED_IN
 
 
+def warm_patterns(dags: DagSelection) -> None:
+    """Compile every include/exclude pattern now (``fnmatch`` keeps them per process), so a child
+    forked afterwards to emit finds them compiled."""
+    for pattern in (*dags.include, *dags.exclude):
+        fnmatchcase("", pattern)
+
+
 def dag_selection_reason(dag_id: str, tags: Any, dags: DagSelection, opt_in_tag: str) -> str | None:
     """Why the DAG ``dag_id`` with these tags is not sent, or None when it is opted in and not excluded."""
     return names_reason((dag_id,), set(tags), dags, opt_in_tag)

@@ -300,20 +300,58 @@ class RuleHit:
     detail: str  # the key that matched
 
 
+#: Characters that stand for themselves in an expression (outside a class), and escaped characters
+#: that do (``\.``): what :func:`literal_prefix` may take as literal text.
+_PLAIN = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-:/@,=%~<>!'\"&; ")
+_ESCAPED = frozenset(".-/:@,=%~#&!'\"<>;_ ")
+_QUANTIFIERS = frozenset("?*+{")
+
+
+def literal_prefix(pattern: str) -> str:
+    """The text every match of ``pattern`` (searched in a namespace) must start with: the literal
+    characters after a leading ``^``, up to the first character that is not literal (a character
+    before a quantifier is not counted: ``^ab?`` gives ``a``). ``""`` when there is none, or when a
+    ``|`` could start another branch. Conservative: it may give less than is required, never more.
+    """
+    if not pattern.startswith("^") or "|" in pattern:
+        return ""
+    chars: list[str] = []
+    i = 1
+    while i < len(pattern):
+        char = pattern[i]
+        if char in _PLAIN:
+            chars.append(char)
+            i += 1
+        elif char == "\\" and i + 1 < len(pattern) and pattern[i + 1] in _ESCAPED:
+            chars.append(pattern[i + 1])
+            i += 2
+        else:
+            if char in _QUANTIFIERS and chars:
+                chars.pop()
+            return "".join(chars)
+    return "".join(chars)
+
+
+Expression = tuple[int, Any, str, str]  # (order in namespace_map, compiled, template, key)
+
+
 @dataclass
 class NamespaceRules:
     """The user's ``namespace_map``: exact namespaces, then host aliases, then ``re:`` expressions.
 
-    Exact and host rules are dictionary lookups. Expressions are tried in the order given; one that
-    starts with a literal ``^scheme://`` is only tried for that scheme, so thousands of rules cost
-    a namespace only the few that could match it.
+    Exact and host rules are dictionary lookups. Expressions are tried in the order given, but only
+    those that can match: one that starts with literal text (``^postgres://rx-12-``) is found by
+    the prefixes of the namespace, so ten thousand rules cost a namespace a few dictionary lookups
+    and the searches of the few expressions that could match it.
     """
 
     exact: dict[str, str] = field(default_factory=dict)
     hosts: dict[tuple[str, int | None], str] = field(default_factory=dict)
-    expressions: list[tuple[int, Any, str, str]] = field(default_factory=list)
-    _by_scheme: dict[str | None, list[tuple[int, Any, str, str]]] = field(default_factory=dict, repr=False)
-    _merged: dict[str, list[tuple[int, Any, str, str]]] = field(default_factory=dict, repr=False)
+    expressions: list[Expression] = field(default_factory=list)
+    #: Expressions by their literal prefix; those without one are tried for every namespace.
+    _by_prefix: dict[str, list[Expression]] = field(default_factory=dict, repr=False)
+    _prefix_lengths: tuple[int, ...] = field(default=(), repr=False)
+    _always: list[Expression] = field(default_factory=list, repr=False)
 
     @classmethod
     def from_map(cls, namespace_map: dict[str, str]) -> NamespaceRules:
@@ -322,25 +360,40 @@ class NamespaceRules:
             if key.startswith("re:"):
                 expression = (order, compile_expression(key[3:]), target, key)
                 rules.expressions.append(expression)
-                # Only an expression that can match nothing but its literal scheme is bucketed ("|"
-                # could start another branch with another scheme).
-                literal = literal_scheme(key[3:]) if "|" not in key else None
-                rules._by_scheme.setdefault(literal, []).append(expression)
+                prefix = literal_prefix(key[3:])
+                if prefix:
+                    rules._by_prefix.setdefault(prefix, []).append(expression)
+                else:
+                    rules._always.append(expression)
             elif "://" in key or key.lower().startswith(CATALOG_PREFIXES):
                 rules.exact[canonical(key)] = target
             else:
                 rules.hosts[parse_host_port(key)] = target
+        rules._prefix_lengths = tuple(sorted({len(prefix) for prefix in rules._by_prefix}))
         return rules
 
     def __len__(self) -> int:
         return len(self.exact) + len(self.hosts) + len(self.expressions)
 
-    def _expressions_for(self, scheme: str) -> list[tuple[int, Any, str, str]]:
-        merged = self._merged.get(scheme)
-        if merged is None:
-            both = self._by_scheme.get(scheme, []) + self._by_scheme.get(None, [])
-            merged = self._merged[scheme] = sorted(both, key=lambda expression: expression[0])
-        return merged
+    def warm(self) -> None:
+        """Run each expression tried for every namespace once: RE2 sets up its matcher at the first
+        search, and a process forked afterwards then finds it set up."""
+        for _, pattern, _, _ in self._always:
+            pattern.search("")
+
+    def candidates(self, text: str) -> list[Expression]:
+        """The expressions that can match ``text``, in ``namespace_map`` order."""
+        found = [
+            expression
+            for length in self._prefix_lengths
+            if length <= len(text)
+            for expression in self._by_prefix.get(text[:length], ())
+        ]
+        if not found:
+            return self._always
+        found.extend(self._always)
+        found.sort(key=lambda expression: expression[0])
+        return found
 
     def apply_exact(self, parsed: Namespace) -> RuleHit | None:
         """The exact rule for a namespace without a host:port (a Glue catalog's, a bucket), whose
@@ -363,7 +416,7 @@ class NamespaceRules:
                     label = f"{key[0]}:{key[1]}" if key[1] else key[0]
                     return RuleHit(_apply_target(parsed, target), "host", label)
         if self.expressions:
-            for _, pattern, template, key in self._expressions_for(parsed.scheme):
+            for _, pattern, template, key in self.candidates(canon):
                 match = pattern.search(canon)
                 if match:
                     try:

@@ -21,7 +21,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_alation.lineage.datasources import DataSourceIndex, Match
+from airflow_provider_alation.lineage.datasources import EndpointIndex, Match
 from airflow_provider_alation.lineage.namespaces import Namespace, NamespaceRules, parse_namespace
 from airflow_provider_alation.lineage.normalisers import is_unresolvable, normalise
 
@@ -130,7 +130,7 @@ class NamespaceResolver:
     """
 
     rules: NamespaceRules = field(default_factory=NamespaceRules)
-    index: DataSourceIndex | None = None
+    index: EndpointIndex | None = None
     #: host:port values the user added to Alation's "Additional Datasource Connections" field (no
     #: API shows that field, so they are taken as matching on the user's word).
     declared: frozenset[str] = frozenset()
@@ -140,15 +140,13 @@ class NamespaceResolver:
     def from_map(
         cls,
         namespace_map: dict[str, str],
-        index: DataSourceIndex | None = None,
+        index: EndpointIndex | None = None,
         declared: Iterable[str] = (),
     ) -> NamespaceResolver:
         return cls(NamespaceRules.from_map(namespace_map), index, frozenset(declared))
 
     @classmethod
-    def for_settings(
-        cls, settings: AlationSettings, index: DataSourceIndex | None = None
-    ) -> NamespaceResolver:
+    def for_settings(cls, settings: AlationSettings, index: EndpointIndex | None = None) -> NamespaceResolver:
         return cls.from_map(settings.namespace_map, index, settings.additional_datasource_connections)
 
     def resolve(self, namespace: str) -> Resolution:

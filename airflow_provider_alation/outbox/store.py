@@ -214,6 +214,11 @@ class LocalOutbox:
         assert self._key is not None
         return self._key
 
+    def prepare(self) -> None:
+        """Create and check the folders and read the key now (a task process does, so that the
+        children it forks to emit start with them): OSError when the outbox cannot be used."""
+        self._ensure()
+
     def _claim_path(self, entry: str, dead: bool = False) -> Path:
         marker = "-dead" if dead else ""
         return self.claimed / f"{entry}@{int(time.time() * 1000)}-{secrets.token_hex(3)}{marker}.json"

@@ -62,7 +62,7 @@ def _datasources(settings: AlationSettings, refresh: bool) -> tuple[list[CheckLi
     load = load_index_cached(settings)  # the in-process memo: no second parse of the file
     summary = {
         "enabled": True,
-        "count": len(load.sources),
+        "count": load.count,
         "age_seconds": round(load.age(), 1) if load.age() is not None else None,
         "state": load.state,
         "cache_dir": str(settings.cache_dir),
