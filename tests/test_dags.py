@@ -133,7 +133,7 @@ def test_quickstart_dag_with_discovery_shares_the_cache_and_names_the_fix(
         "/integration/v2/datasource/",
     ]
     assert all(r.headers["token"] == token for r in fake_alation.api_requests())
-    assert len(list(cache.glob("datasources-*.json"))) == 1
+    assert len(list(cache.glob("datasources-*.sqlite"))) == 1
     # The task log names the exact host:port to add in Alation, once.
     output = result.stdout + result.stderr
     fix = "add pgbouncer.internal:6432 to the 'Additional Datasource Connections' field"
