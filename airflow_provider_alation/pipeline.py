@@ -225,6 +225,7 @@ class Pipeline:
                 settings.max_event_bytes,
                 in_place=True,
                 symlink_tables=settings.symlink_tables,
+                encoded=raw_body,  # the write-ahead's bytes are the body when shaping changes nothing
             )
         except Exception as exc:
             log.debug("Alation lineage: shaping failure", exc_info=True)

@@ -12,8 +12,10 @@ its CA), on the same machine, in the same run:
    task, 20 ``INSERT INTO t_out_k SELECT ... FROM t_in_k`` tasks) against a real PostgreSQL
    server: requests and bytes the receiver gets per DAG run, and the task-slot time of the run;
 2. emit: ``emit()`` in this process, both transports interleaved: the lineage-bearing COMPLETE
-   event (transport reused; and a new transport per event, as in the provider's forked child),
-   and the events AlationTransport drops (START, COMPLETE without datasets, DAG COMPLETE);
+   event (transport reused; a new transport per event, in this process and in a forked child as
+   the provider does), the same with the receiver answering after 20 and 50 ms (a realistic round
+   trip; the overhead in %), and the events AlationTransport drops (START, COMPLETE without
+   datasets, DAG COMPLETE);
 3. task: ``airflow dags test bench_task_time`` (``--repeat`` SQL tasks in a row, each timed from
    its start_date to its end, OpenLineage listeners included) with the endpoint healthy, hanging
    (accepts TCP, never answers) and refusing connections, against OpenLineage disabled;
@@ -255,6 +257,16 @@ def ratio_cell(r: dict[str, float] | None, digits: int = 2) -> str:
     return text
 
 
+def overhead_cell(r: dict[str, float] | None) -> str:
+    """A ratio as the overhead in %: (AlationTransport - stock) / stock."""
+    if r is None:
+        return "-"
+    text = f"{(r['median'] - 1) * 100:+.1f}%"
+    if r["paired"] and r["min"] != r["max"]:
+        text += f" ({(r['min'] - 1) * 100:+.1f} to {(r['max'] - 1) * 100:+.1f})"
+    return text
+
+
 def added_cell(values: Sequence[float], base: Sequence[float]) -> str:
     if not values or not base:
         return "-"
@@ -303,13 +315,40 @@ def build_rows(results: dict[str, Any]) -> list[tuple[str, ...] | str]:
         rows.append(f"2. emit() in-process ({reps} repetitions; values are the per-repetition median / p99)")
         for measure, label in (
             ("sent", "lineage-bearing COMPLETE, transport reused"),
-            ("cold", "same, new transport per event (forked child)"),
+            ("cold", "same, new transport per event (in this process)"),
+            ("fork", "same, new transport per event in a forked child"),
         ):
+            if f"{measure}/alation" not in e:  # a result saved before this measure existed
+                continue
             for q in ("median", "p99"):
                 a, h = e[f"{measure}/alation"][q], e[f"{measure}/http"][q]
                 rows.append(
                     (f"{label}: {q}", "ms", "", cell(h, 1e3), cell(a, 1e3), ratio_cell(ratio_stats(a, h)))
                 )
+        # The same event against a realistic round trip (the stand-in holds each answer): the last
+        # column is the overhead, (AlationTransport - stock) / stock.
+        delays = sorted({m.split("@")[1].split("/")[0] for m in e if "@" in m}, key=lambda d: float(d[:-2]))
+        for delay in delays:
+            for measure, label in (
+                ("sent", "transport reused"),
+                ("cold", "new transport per event"),
+                ("fork", "new transport per event, forked child"),
+            ):
+                key = f"{measure}@{delay}"
+                if f"{key}/alation" not in e:
+                    continue
+                for q in ("median", "p99"):
+                    a, h = e[f"{key}/alation"][q], e[f"{key}/http"][q]
+                    rows.append(
+                        (
+                            f"answer after {delay}, {label}: {q}",
+                            "ms",
+                            "",
+                            cell(h, 1e3),
+                            cell(a, 1e3),
+                            overhead_cell(ratio_stats(a, h)),
+                        )
+                    )
         for measure, label in (
             ("start", "START (dropped by AlationTransport)"),
             ("complete_no_datasets", "COMPLETE without datasets (dropped)"),

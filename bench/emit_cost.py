@@ -3,21 +3,34 @@
 The events are real ones, recorded from ``bench_twenty_sql`` (bench/data/events.json), rebuilt as
 the ``RunEvent`` objects a transport is handed (facets as plain dicts), each with a fresh runId.
 Both transports POST to the same HTTPS stand-in for Alation on the loopback, verifying its CA.
+
+The loopback answers in ~0.1 ms, so a fixed cost per event (AlationTransport's write-ahead: a file
+written and fsynced with its folder before the first attempt, removed after the 2xx) weighs as much
+as the whole POST. The same sent event is therefore also measured with the stand-in holding every
+answer ``DELAYS`` (20 and 50 ms: a tenant's round trip and processing time); its overhead is
+(AlationTransport - stock) / stock, in %.
+
+    .venv/bin/python bench/emit_cost.py                 # one repetition as JSON (see --help)
+    .venv/bin/python bench/emit_cost.py --table         # the same as a short table
+    .venv/bin/python bench/emit_cost.py --breakdown     # AlationTransport.emit step by step (median us)
+    .venv/bin/python bench/emit_cost.py --profile       # cProfile of both emit()s
 """
 
 from __future__ import annotations
 
+import argparse
 import cProfile
 import io
 import json
 import logging
+import os
 import pstats
 import statistics
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urljoin
@@ -32,6 +45,13 @@ from airflow_provider_alation.transport import AlationConfig, AlationTransport
 from bench.receivers import bench_receiver
 
 EVENTS = Path(__file__).resolve().parent / "data" / "events.json"
+#: The stand-in's answer delays (seconds) of the "realistic round trip" measures.
+DELAYS = (0.020, 0.050)
+
+
+def delay_key(delay: float) -> str:
+    """``"20ms"`` for 0.020: the label of a delayed measure (``sent@20ms/alation``, ...)."""
+    return f"{round(delay * 1000):d}ms"
 
 
 def quiet() -> None:
@@ -112,8 +132,50 @@ def p99(values: list[float]) -> float:
     return ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))]
 
 
-def run_once(events: int = 300, cold: int = 40, dropped: int = 2000) -> dict[str, dict[str, float]]:
-    """One repetition: returns {measure: {"median": s, "p99": s, "n": n}} plus sanity counts."""
+def _forked(transport: Callable[[], Any], event: RunEvent) -> float:
+    """Seconds a forked child takes to build a transport and emit ``event`` with it (timed in the
+    child, as the OpenLineage provider forks one per event: no thread of this process goes along)."""
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        try:
+            started = time.perf_counter()
+            transport().emit(event)
+            os.write(write, repr(time.perf_counter() - started).encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    try:
+        took = os.read(read, 100)
+    finally:
+        os.close(read)
+        os.waitpid(pid, 0)
+    if not took:
+        raise RuntimeError("the forked emitter reported nothing")
+    return float(took)
+
+
+def run_once(
+    events: int = 300,
+    cold: int = 40,
+    dropped: int = 2000,
+    delays: Sequence[float] = DELAYS,
+    delayed_events: int | None = None,
+    delayed_cold: int | None = None,
+) -> dict[str, dict[str, float]]:
+    """One repetition: returns {measure: {"median": s, "p99": s, "n": n}} plus sanity counts.
+
+    Measures of the lineage-bearing event, the two transports interleaved event by event: ``sent``
+    (one transport reused), ``cold`` (a new transport per event, in this process) and ``fork`` (a
+    new transport per event in a forked child, as in Airflow), on the loopback (``events`` sent,
+    ``cold`` new transports of each kind) and with the stand-in answering after each of ``delays``
+    (``sent@20ms``, ``cold@20ms``, ``fork@20ms``...: ``delayed_events`` sent, by default a third of
+    ``events``, and ``delayed_cold`` new transports, by default half of ``cold``); then the dropped
+    events (``start``, ``complete_no_datasets``, ``complete_dag``). Each as ``<measure>/alation``
+    and ``<measure>/http``.
+    """
+    delayed_events = max(10, events // 3) if delayed_events is None else delayed_events
+    delayed_cold = max(10, cold // 2) if delayed_cold is None else delayed_cold
     quiet()
     raw = load_events()
     token = "bench-token-" + uuid.uuid4().hex
@@ -125,29 +187,50 @@ def run_once(events: int = 300, cold: int = 40, dropped: int = 2000) -> dict[str
         def lineage() -> RunEvent:
             return as_run_event(raw["complete_lineage"])
 
+        def new_alation() -> AlationTransport:
+            return alation_transport(fake, token, tmp)
+
+        def new_stock() -> HttpTransport:
+            return stock_transport(fake, token)
+
+        def interleaved(
+            measure: str, count: int, a: Callable[[RunEvent], Any], s: Callable[[RunEvent], Any]
+        ) -> None:
+            """``count`` events through each, alternating, so that drift hits both alike."""
+            a_samples: list[float] = []
+            s_samples: list[float] = []
+            for _ in range(count):
+                a_samples += _time_each(1, a, lineage)
+                s_samples += _time_each(1, s, lineage)
+            out[f"{measure}/alation"] = summary(a_samples)
+            out[f"{measure}/http"] = summary(s_samples)
+
+        def forked(measure: str, count: int) -> None:
+            a_samples: list[float] = []
+            s_samples: list[float] = []
+            for _ in range(count):
+                a_samples.append(_forked(new_alation, lineage()))
+                s_samples.append(_forked(new_stock, lineage()))
+            out[f"{measure}/alation"] = summary(a_samples)
+            out[f"{measure}/http"] = summary(s_samples)
+
         # Warm-up: first-use costs (settings, session, TLS handshake, outbox folders) paid once.
         for _ in range(5):
             alation.emit(lineage())
             stock.emit(lineage())
 
-        # Sent events, the two transports interleaved so that drift hits both alike.
-        a_samples: list[float] = []
-        s_samples: list[float] = []
-        for _ in range(events):
-            a_samples += _time_each(1, alation.emit, lineage)
-            s_samples += _time_each(1, stock.emit, lineage)
-        out["sent/alation"] = summary(a_samples)
-        out["sent/http"] = summary(s_samples)
-
-        # As in the provider's forked child: a new transport for every event (new settings, new
-        # HTTP session and TLS handshake, outbox folders checked).
-        a_cold: list[float] = []
-        s_cold: list[float] = []
-        for _ in range(cold):
-            a_cold += _time_each(1, lambda e: alation_transport(fake, token, tmp).emit(e), lineage)
-            s_cold += _time_each(1, lambda e: stock_transport(fake, token).emit(e), lineage)
-        out["cold/alation"] = summary(a_cold)
-        out["cold/http"] = summary(s_cold)
+        for suffix, delay, sent, new in [("", 0.0, events, cold)] + [
+            (f"@{delay_key(d)}", d, delayed_events, delayed_cold) for d in delays
+        ]:
+            # The stand-in holds every answer `delay` seconds: a tenant's round trip (0: loopback).
+            fake.answer_delay = delay
+            interleaved(f"sent{suffix}", sent, alation.emit, stock.emit)
+            # A new transport for every event: new settings, HTTP session and TLS handshake, outbox
+            # folders checked. In this process (`cold`: the deadline watchdog thread is shared),
+            # and in a forked child as the OpenLineage provider does (`fork`: nothing shared).
+            interleaved(f"cold{suffix}", new, lambda e: new_alation().emit(e), lambda e: new_stock().emit(e))
+            forked(f"fork{suffix}", new)
+        fake.answer_delay = 0.0
 
         # Events Alation makes no lineage of: dropped by AlationTransport, sent by the stock one.
         for name in ("start", "complete_no_datasets", "complete_dag"):
@@ -158,7 +241,8 @@ def run_once(events: int = 300, cold: int = 40, dropped: int = 2000) -> dict[str
             out[f"{name}/alation"] = summary(_time_each(dropped, alation.emit, make))
             out[f"{name}/http"] = summary(_time_each(max(50, events // 3), stock.emit, make))
 
-        expected = 5 + events + cold  # lineage-bearing events sent by AlationTransport
+        # lineage-bearing events sent by AlationTransport
+        expected = 5 + events + 2 * cold + len(delays) * (delayed_events + 2 * delayed_cold)
         with fake._lock:
             accepted = len(fake.events)
         out["check"] = {
@@ -311,11 +395,54 @@ def breakdown(count: int = 300) -> dict[str, float]:
     return out
 
 
-if __name__ == "__main__":
-    if "--profile" in sys.argv:
+def overhead(alation: float, stock: float) -> float:
+    """(AlationTransport - stock) / stock, in %."""
+    return (alation - stock) / stock * 100.0
+
+
+def table(result: dict[str, dict[str, float]]) -> str:
+    """One repetition of :func:`run_once` as text: median and p99 of both, the ratio and overhead."""
+    lines = [
+        f"{'measure':<24} {'unit':<4} {'stock median':>12} {'p99':>9} {'Alation median':>14} {'p99':>9} "
+        f"{'ratio':>7} {'overhead':>9}"
+    ]
+    for measure in [k[: -len("/alation")] for k in result if k.endswith("/alation")]:
+        a, h = result[f"{measure}/alation"], result[f"{measure}/http"]
+        scale, unit = (1e3, "ms") if measure.startswith(("sent", "cold", "fork")) else (1e6, "us")
+        lines.append(
+            f"{measure:<24} {unit:<4} {h['median'] * scale:12.2f} {h['p99'] * scale:9.2f} "
+            f"{a['median'] * scale:14.2f} {a['p99'] * scale:9.2f} {a['median'] / h['median']:7.3f} "
+            f"{overhead(a['median'], h['median']):+8.1f}%"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--profile", action="store_true", help="cProfile of both emit()s")
+    parser.add_argument("--breakdown", action="store_true", help="AlationTransport.emit step by step")
+    parser.add_argument("--table", action="store_true", help="print a short table instead of JSON")
+    parser.add_argument("--events", type=int, default=100, help="sent events, transport reused")
+    parser.add_argument("--cold", type=int, default=20, help="sent events, a new transport each")
+    parser.add_argument("--dropped", type=int, default=500, help="dropped events of each kind")
+    parser.add_argument(
+        "--delays",
+        default=",".join(str(d) for d in DELAYS),
+        help="the stand-in's answer delays in seconds, comma-separated ('' for none)",
+    )
+    args = parser.parse_args(argv)
+    if args.profile:
         print(profile())
-    elif "--breakdown" in sys.argv:
+    elif args.breakdown:
         for step, micros in breakdown().items():
             print(f"{micros:9.1f} us  {step}")
     else:
-        print(json.dumps(run_once(events=100, cold=20, dropped=500), indent=1))
+        delays = [float(d) for d in args.delays.split(",") if d.strip()]
+        result = run_once(events=args.events, cold=args.cold, dropped=args.dropped, delays=delays)
+        print(table(result) if args.table else json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -16,9 +16,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from airflow_provider_alation.testing.fake_alation import FakeAlation, Request
 
 
-def bench_receiver(token: str, tls_dir: str | Path) -> FakeAlation:
-    """The HTTPS stand-in for Alation (TCP_NODELAY on, as a real server), started."""
-    return FakeAlation(token, tls_dir=tls_dir).start()
+def bench_receiver(token: str, tls_dir: str | Path, answer_delay: float = 0.0) -> FakeAlation:
+    """The HTTPS stand-in for Alation (TCP_NODELAY on, as a real server), started; ``answer_delay``
+    seconds before each event's answer (its ``answer_delay`` attribute can be changed later)."""
+    return FakeAlation(token, tls_dir=tls_dir, answer_delay=answer_delay).start()
 
 
 @dataclass(frozen=True)

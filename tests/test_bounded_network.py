@@ -177,14 +177,19 @@ def test_sixty_emits_against_a_trickling_tenant_leave_few_threads_and_descriptor
     assert slowest < 0.5 + MARGIN
     # A new request only once the previous abandoned one has ended (each takes 3.6 s).
     assert fake_alation.posts_started - 1 <= 10, fake_alation.posts_started
-    # One abandoned delivery thread (and its watchdog timer) with one server thread and connection.
+    # One abandoned delivery thread with one server thread and connection (the process's one
+    # deadline watchdog was started by the warm-up emit).
     assert grown_threads <= 4, grown_threads
     assert grown_fds <= 6, grown_fds
     # The abandoned request ends by its late-answer bound: nothing stays behind.
     deadline = time.monotonic() + late_answer_seconds(0.5) + 3
-    while threading.active_count() > threads + 1 and time.monotonic() < deadline:
+
+    def delivering() -> bool:
+        return any(t.name == "alation-delivery" for t in threading.enumerate())
+
+    while (threading.active_count() > threads + 1 or delivering()) and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert threading.active_count() <= threads + 1
+    assert threading.active_count() <= threads + 1 and not delivering()
     # Not sent twice, none lost: the trickled ones settled late (sent), the others wait for replay.
     counts = LocalOutbox(tmp_path / "spool").counts()
     assert counts["claimed"] == 0 and counts["dead"] == 0
@@ -278,3 +283,53 @@ def test_a_process_killed_mid_discovery_makes_the_next_ones_back_off(fake_alatio
     # An explicit refresh (the CLI's --refresh) still asks Alation, and clears the back-off.
     assert load_index(s, 5.0, token=lambda: token, refresh=True).state == "refreshed"
     assert load_index(s, 5.0, token=lambda: token).state == "fresh"
+
+
+def test_a_forked_child_gets_its_own_deadline_watchdog(fake_alation, token, tmp_path) -> None:
+    """The watchdog thread (one per process) is not inherited by a fork: the child starts its own,
+    so its requests are still bounded."""
+    from airflow_provider_alation.alation import network
+
+    session = network.new_session()
+    url = fake_alation.url + fake_alation.endpoint
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    network.request(  # the parent's watchdog runs
+        session,
+        "POST",
+        url,
+        timeout=2,
+        cap=1024,
+        data=b"{}",
+        headers=headers,
+        verify=str(fake_alation.cert_path),
+    )
+    fake_alation.fail_next(Fault(200, header_drip=0.2))  # far below the per-read timeout
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            started = time.monotonic()
+            try:
+                network.request(
+                    network.new_session(),
+                    "POST",
+                    url,
+                    timeout=5,
+                    deadline=started + 1.0,
+                    cap=1024,
+                    data=b"{}",
+                    headers=headers,
+                    verify=str(fake_alation.cert_path),
+                )
+            except Exception as exc:  # noqa: BLE001 - reported to the parent
+                os.write(write, f"{type(exc).__name__} {time.monotonic() - started:.2f}".encode())
+                code = 0
+        finally:
+            os._exit(code)
+    os.close(write)
+    _, status = os.waitpid(pid, 0)
+    name, took = os.read(read, 200).decode().split()
+    os.close(read)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert name == "ReadTimeout" and float(took) < 1.0 + MARGIN, (name, took)

@@ -160,3 +160,36 @@ def test_a_full_disk_cannot_strand_a_dead_letter(tmp_path: Path, monkeypatch) ->
     monkeypatch.setattr(outbox_module, "atomic_write", no_space)
     outbox.settle(claim, "dead", {"status": 400})
     assert outbox.counts() == {"pending": 0, "claimed": 0, "dead": 1}
+
+
+def test_an_entry_cut_short_is_quarantined_never_sent(tmp_path: Path, caplog) -> None:
+    """A machine crash before put() returned may leave an entry's name with a short file (it is
+    renamed into place before its fsync): it is never sent, and the reason says so."""
+    outbox = filled(tmp_path, 1)
+    (pending,) = outbox.pending.glob("*.json")
+    pending.write_bytes(pending.read_bytes()[:3])
+    assert outbox.claim(10) == []
+    assert outbox.quarantined == 1 and len(list(outbox.quarantine.iterdir())) == 1
+    assert "cut short" in caplog.text
+
+
+def test_put_leaves_no_temporary_file_and_removes_what_it_could_not_make_durable(
+    tmp_path: Path, monkeypatch
+) -> None:
+    import os
+
+    outbox = LocalOutbox(tmp_path / "spool")
+    outbox.put(b'{"n": 1}')
+    assert [p.name for p in outbox.claimed.iterdir() if p.name.startswith(".")] == []
+
+    def failing_fsync(fd: int) -> None:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(os, "fsync", failing_fsync)
+    try:
+        outbox.put(b'{"n": 2}')
+    except OSError:
+        pass
+    else:
+        raise AssertionError("put() returned without its fsync")
+    assert len(list(outbox.claimed.iterdir())) == 1  # only the first entry: nothing half-durable left

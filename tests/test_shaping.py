@@ -135,6 +135,41 @@ def test_body_is_the_shaped_event_serialised_once_and_in_place_skips_the_copy() 
     assert in_place.body == shaped.body
 
 
+def test_the_write_ahead_body_is_reused_only_when_shaping_changes_nothing() -> None:
+    """``encoded`` (the outbox entry's bytes) is the body when shaping changes nothing; any rewrite,
+    dropped facet or added key makes a new one, the same as serialising the shaped event."""
+    from airflow_provider_alation.lineage.shaping import encode, strip_credentials
+
+    def as_written(e: dict[str, Any]) -> tuple[dict[str, Any], bytes]:
+        strip_credentials(e)  # what the write-ahead keeps
+        return e, encode(e)
+
+    plain = event()
+    del plain["run"]["facets"]["unknownSourceAttribute"]
+    unmapped = NamespaceResolver.from_map({"elsewhere:1": "other:2"}).resolve
+    raw, body = as_written(plain)
+    kept = shape_event(raw, unmapped, 1_048_576, in_place=True, encoded=body)
+    assert kept.body is body
+
+    for change, resolve in (
+        (lambda e: None, resolver()),  # namespaces rewritten
+        (lambda e: e["run"]["facets"].update(debug={"x": 1}), unmapped),  # a facet always dropped
+    ):
+        changed = event()
+        del changed["run"]["facets"]["unknownSourceAttribute"]
+        change(changed)
+        raw, body = as_written(changed)
+        shaped = shape_event(raw, resolve, 1_048_576, in_place=True, encoded=body)
+        assert shaped.body is not body and shaped.body == encode(shaped.event)
+    # An entry without a namespace key gets one (null) from shaping: not the bytes it came with.
+    missing = event()
+    del missing["run"]["facets"]["unknownSourceAttribute"]
+    del missing["inputs"][0]["facets"]["symlinks"]["identifiers"][0]["namespace"]
+    body = encode(missing)
+    shaped = shape_event(missing, unmapped, 1_048_576, in_place=True, encoded=body)
+    assert shaped.body == encode(shaped.event) != body
+
+
 def test_emitting_an_event_object_leaves_it_unchanged(tmp_path) -> None:
     """The transport shapes the dict Serde.to_dict made, never the caller's RunEvent."""
     from openlineage.client.event_v2 import InputDataset, Job, OutputDataset, Run, RunEvent, RunState

@@ -97,3 +97,43 @@ def test_the_outbox_keeps_the_event_as_emitted_minus_credentials(
     assert "s3cr/et" not in json.dumps(kept)
     posted = fake_alation.requests[0]
     assert b"s3cr/et" not in posted.body and b"prod-db.example.com:5432" in posted.body
+
+
+def test_the_event_and_its_name_are_fsynced_before_the_first_attempt(
+    fake_alation: FakeAlation, token: str, tmp_path: Path, monkeypatch
+) -> None:
+    """Durable before the network: when the POST starts, the entry is complete in claimed/, and
+    its file (whatever name it had then) and claimed/ itself have been fsynced; after the 2xx it
+    is gone."""
+    import stat
+
+    from airflow_provider_alation.alation import network
+
+    journal: list[tuple[str, object]] = []
+    real_fsync, real_request = os.fsync, network.request
+    claimed = tmp_path / "spool" / "claimed"
+
+    def fsync(fd: int) -> None:
+        real_fsync(fd)
+        info = os.fstat(fd)
+        journal.append(("fsync dir" if stat.S_ISDIR(info.st_mode) else "fsync file", info.st_ino))
+
+    def request(*args, **kwargs):
+        if kwargs.get("data"):
+            entries = [(p, p.stat()) for p in claimed.glob("*.json")]
+            journal.append(("attempt", entries))
+        return real_request(*args, **kwargs)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(network, "request", request)
+    config = {**_config(fake_alation, token, tmp_path), "discover_datasources": False}
+    outcome = AlationTransport(AlationConfig.from_dict(config)).emit(Serde.to_dict(make_event()))
+    assert outcome is not None and outcome.kind == "sent"
+
+    attempt = next(i for i, (what, _) in enumerate(journal) if what == "attempt")
+    ((path, info),) = journal[attempt][1]  # one entry, claimed by this emit
+    assert info.st_size == int(path.stem.split("@")[0].rsplit("-", 1)[1]) > 0  # complete
+    before = journal[:attempt]
+    assert ("fsync file", info.st_ino) in before
+    assert ("fsync dir", claimed.stat().st_ino) in before
+    assert not path.exists() and LocalOutbox(config["spool_dir"]).list() == []

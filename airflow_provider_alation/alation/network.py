@@ -7,12 +7,13 @@ deadline and a size cap:
 
 - the body is streamed (``stream=True``) and read in chunks, with a size cap and a deadline check
   after each chunk, and the response is closed on an overrun: a body is never read whole;
-- a watchdog timer shuts the request's socket down at the deadline. ``shutdown`` makes a read blocked
-  in the status line, the headers or a chunk return at once (whatever the per-read timeout), and the
-  connection is then closed, never reused. This is the simplest sound method: the request stays in
-  the caller's thread (no thread to abandon, so none accumulate) and no per-read timeout arithmetic
-  is needed. The socket is known through connection classes of our own, mounted in our sessions'
-  adapter, which hand the socket of each request made in a watched thread to its watchdog.
+- a watchdog (one thread per process, asleep until the earliest deadline) shuts the request's socket
+  down at the deadline. ``shutdown`` makes a read blocked in the status line, the headers or a chunk
+  return at once (whatever the per-read timeout), and the connection is then closed, never reused.
+  This is the simplest sound method: the request stays in the caller's thread (no thread to abandon,
+  so none accumulate) and no per-read timeout arithmetic is needed. The socket is known through
+  connection classes of our own, mounted in our sessions' adapter, which hand the socket of each
+  request made in a watched thread to its watchdog.
 
 Outside ``emit`` (CLI, Test button, replay, minting) a request without an explicit deadline ends
 within ``timeout`` x :data:`OVERALL_TIMEOUT_FACTOR`. The TCP connect and the TLS handshake are bounded
@@ -26,8 +27,11 @@ refresh token.
 from __future__ import annotations
 
 import contextlib
+import heapq
 import http.client
+import itertools
 import math
+import os
 import socket
 import threading
 import time
@@ -65,38 +69,113 @@ def _shutdown(sock: socket.socket) -> None:
 
 
 class _Watch:
-    """Shuts down the sockets of one request at its deadline."""
+    """Shuts down the sockets of one request at its deadline (by the process's :class:`_Watchdog`)."""
+
+    __slots__ = ("_lock", "_sockets", "deadline", "done", "fired")
 
     def __init__(self, deadline: float) -> None:
         self.deadline = deadline
         self.fired = False
+        self.done = False  # the request ended: never fired after this
         self._sockets: list[socket.socket] = []
         self._lock = threading.Lock()
-        self._timer = threading.Timer(max(0.0, deadline - time.monotonic()), self._fire)
-        self._timer.name = "alation-deadline"
-        self._timer.daemon = True
 
     def add(self, sock: socket.socket) -> None:
         with self._lock:
             self._sockets.append(sock)
-            fired = self.fired
-        if fired:
-            _shutdown(sock)
+            if self.fired:
+                _shutdown(sock)
 
     def _fire(self) -> None:
+        # Under the lock: once __exit__ has returned, no socket of this request is shut down.
         with self._lock:
+            if self.done:
+                return
             self.fired = True
-            sockets = list(self._sockets)
-        for sock in sockets:
-            _shutdown(sock)
+            for sock in self._sockets:
+                _shutdown(sock)
 
     def __enter__(self) -> _Watch:
-        self._timer.start()
+        if self.deadline <= time.monotonic():
+            self._fire()
+        else:
+            _watchdog().watch(self)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._timer.cancel()
-        self._timer.join()
+        with self._lock:
+            self.done = True
+            self._sockets.clear()  # the watchdog may hold this watch a while: not its sockets
+
+
+class _Watchdog:
+    """One daemon thread per process that fires the :class:`_Watch` of every request past its deadline.
+
+    A timer thread per request cost a thread start (and its scheduling) on every POST; this thread is
+    started once (again in a forked child, see :func:`_watchdog`) and sleeps until the earliest
+    deadline. A watch whose request ended is dropped lazily, when it reaches the top of the heap.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition(threading.Lock())
+        self._heap: list[tuple[float, int, _Watch]] = []
+        self._order = itertools.count()
+        self._thread: threading.Thread | None = None
+        self._wake_at = math.inf  # when the thread looks next (it is told only of earlier deadlines)
+
+    def watch(self, watch: _Watch) -> None:
+        with self._cond:
+            heap = self._heap
+            while heap and heap[0][2].done:  # ended requests: no need to wake for them
+                heapq.heappop(heap)
+            heapq.heappush(heap, (watch.deadline, next(self._order), watch))
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="alation-deadline", daemon=True)
+                self._thread.start()
+            elif watch.deadline < self._wake_at:
+                self._cond.notify()
+
+    def _run(self) -> None:
+        heap = self._heap
+        while True:
+            with self._cond:
+                due: list[_Watch] = []
+                now = time.monotonic()
+                while heap and (heap[0][2].done or heap[0][0] <= now):
+                    _, _, watch = heapq.heappop(heap)
+                    if not watch.done:
+                        due.append(watch)
+                if not due:
+                    self._wake_at = heap[0][0] if heap else math.inf
+                    self._cond.wait(None if not heap else max(0.0, self._wake_at - now))
+                    self._wake_at = -math.inf  # awake: a new deadline needs no notify
+                    continue
+            for watch in due:
+                watch._fire()
+
+
+_WATCHDOG: _Watchdog | None = None
+_WATCHDOG_LOCK = threading.Lock()
+
+
+def _watchdog() -> _Watchdog:
+    global _WATCHDOG
+    watchdog = _WATCHDOG
+    if watchdog is None:
+        with _WATCHDOG_LOCK:
+            if _WATCHDOG is None:
+                _WATCHDOG = _Watchdog()
+            watchdog = _WATCHDOG
+    return watchdog
+
+
+def _forget_watchdog_after_fork() -> None:
+    """A forked child has none of the parent's threads, and maybe a lock held at the fork: anew."""
+    global _WATCHDOG, _WATCHDOG_LOCK
+    _WATCHDOG, _WATCHDOG_LOCK = None, threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_watchdog_after_fork)
 
 
 def _register(sock: socket.socket | None) -> None:

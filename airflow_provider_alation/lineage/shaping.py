@@ -110,6 +110,14 @@ class _Rewriter:
         self.seen: dict[str, Resolution] = {}
         #: Namespaces seen as a dataset's own (or a column's input): the others are symlinks' only.
         self.of_datasets: set[str] = set()
+        #: Whether :meth:`put` changed the event (a value rewritten, or a key added).
+        self.changed = False
+
+    def put(self, holder: dict[str, Any], key: str, value: Any) -> None:
+        """``holder[key] = value``, noting whether that changed anything."""
+        if not self.changed and (key not in holder or holder[key] != value):
+            self.changed = True
+        holder[key] = value
 
     def __call__(self, namespace: Any, symlink: bool = False) -> Any:
         if not isinstance(namespace, str) or not namespace:
@@ -167,22 +175,23 @@ def _rewrite(rewrite: _Rewriter, event: dict[str, Any]) -> None:
     # A dataset dict held twice in a caller's event is rewritten once, not resolved again.
     datasets = list({id(d): d for d in _datasets(event)}.values())
     symlinks: list[dict[str, Any]] = []
+    put = rewrite.put
     for dataset in datasets:  # every namespace but the symlinks' first: they decide for the symlinks
-        dataset["namespace"] = rewrite(dataset.get("namespace"))
+        put(dataset, "namespace", rewrite(dataset.get("namespace")))
         facets = _facets(dataset)
         for column in _dicts(list(_facets(_facets(facets, "columnLineage"), "fields").values())):
             for input_field in _dicts(column.get("inputFields")):
-                input_field["namespace"] = rewrite(input_field.get("namespace"))
+                put(input_field, "namespace", rewrite(input_field.get("namespace")))
         for input_field in _dicts(_facets(facets, "columnLineage").get("dataset")):
-            input_field["namespace"] = rewrite(input_field.get("namespace"))
+            put(input_field, "namespace", rewrite(input_field.get("namespace")))
         source = facets.get("dataSource")
         if isinstance(source, dict):
             if isinstance(source.get("name"), str) and "://" in source["name"]:
-                source["name"] = rewrite(source["name"])
-            source["uri"] = rewrite.rewrite_uri(source.get("uri"))
+                put(source, "name", rewrite(source["name"]))
+            put(source, "uri", rewrite.rewrite_uri(source.get("uri")))
         symlinks.extend(_dicts(_facets(facets, "symlinks").get("identifiers")))
     for identifier in {id(i): i for i in symlinks}.values():
-        identifier["namespace"] = rewrite(identifier.get("namespace"), symlink=True)
+        put(identifier, "namespace", rewrite(identifier.get("namespace"), symlink=True))
 
 
 def _table_symlink(rewrite: _Rewriter, identifiers: list[Any]) -> int | None:
@@ -248,11 +257,17 @@ def rewrite_namespaces(
 ) -> list[Resolution]:
     """Rewrite, in place, every dataset namespace in ``event`` (datasets and the facets repeating it);
     with ``symlink_tables``, name storage-path datasets by their table first (:func:`name_tables`)."""
+    return _rewrite_namespaces(event, resolve, symlink_tables)[0]
+
+
+def _rewrite_namespaces(
+    event: dict[str, Any], resolve: Resolve, symlink_tables: bool
+) -> tuple[list[Resolution], bool]:
+    """:func:`rewrite_namespaces`, and whether the event changed."""
     rewrite = _Rewriter(resolve)
-    if symlink_tables:
-        name_tables(rewrite, event)
+    renamed = name_tables(rewrite, event) if symlink_tables else {}
     _rewrite(rewrite, event)
-    return rewrite.resolutions()
+    return rewrite.resolutions(), bool(renamed) or rewrite.changed
 
 
 def encode(event: dict[str, Any]) -> bytes:
@@ -341,18 +356,22 @@ def shape_event(
     *,
     in_place: bool = False,
     symlink_tables: bool = True,
+    encoded: bytes | None = None,
 ) -> Shaped:
     """The event Alation should receive: namespaces resolved, noise dropped, size capped.
 
     ``event`` is copied first unless ``in_place`` (the caller made the dict for this call, as
     ``Serde.to_dict`` does, so nothing else sees it change and the deep copy can be saved).
+    ``encoded`` is :func:`encode` of ``event`` as given (the write-ahead's body, an outbox entry): it
+    is the body when shaping changes nothing, instead of serialising the same event again.
     """
     shaped = event if in_place else copy.deepcopy(event)
     run_facets = _facets(shaped.get("run"))
-    for name in DROPPED_RUN_FACETS.intersection(run_facets):
+    dropped = DROPPED_RUN_FACETS.intersection(run_facets)
+    for name in dropped:
         del run_facets[name]
-    resolutions = rewrite_namespaces(shaped, resolve, symlink_tables=symlink_tables)
-    body = encode(shaped)
+    resolutions, changed = _rewrite_namespaces(shaped, resolve, symlink_tables)
+    body = encoded if encoded is not None and not changed and not dropped else encode(shaped)
     trimmed: list[str] = []
     if len(body) > max_event_bytes:
         body, trimmed = _trim(shaped, body, max_event_bytes)
@@ -394,7 +413,7 @@ def body_shaper(
             raise NotSendable("unshapeable", f"is a JSON {type(event).__name__}, not an event")
         try:
             shaped = shape_event(
-                event, resolve, max_event_bytes, in_place=True, symlink_tables=symlink_tables
+                event, resolve, max_event_bytes, in_place=True, symlink_tables=symlink_tables, encoded=body
             )
         except Exception as exc:  # noqa: BLE001 - any structure: the reason is kept with the entry
             raise NotSendable(

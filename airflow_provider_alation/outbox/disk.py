@@ -41,6 +41,40 @@ def atomic_write(path: Path, data: bytes) -> None:
     _fsync_dir(path.parent)
 
 
+def write_new(path: Path, data: bytes) -> None:
+    """Write ``data`` under ``path``, a name nothing else uses (a unique outbox entry), mode 0600;
+    the file and its name survive a crash of the machine once this returns.
+
+    A reader never sees a part of the file (it is renamed into place complete, whatever kills the
+    writer). Unlike :func:`atomic_write` it is fsynced *after* the rename, then its directory: on a
+    journalling file system the one commit of the file's fsync carries its creation and its name, so
+    the directory's fsync finds little left to do (two commits the other way round). That order is
+    sound only for a new name: there is no older file that a crash before the fsync could lose. A
+    crash of the machine before this returns may leave the name with an empty or short file, which
+    no reader trusts (an outbox entry's size and authentication code are in its name).
+    """
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")  # mode 0600
+    except FileNotFoundError:  # the folder was removed since it was checked
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    renamed = False
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.rename(tmp, path)
+        renamed = True
+        os.fsync(fd)
+    except BaseException:
+        with contextlib.suppress(OSError):  # not durable: not left behind either
+            os.unlink(path if renamed else tmp)
+        raise
+    finally:
+        os.close(fd)
+    _fsync_dir(path.parent)
+
+
 def _fsync_dir(directory: Path) -> None:
     """Make the rename itself durable (a power loss after it must not lose the new name)."""
     try:

@@ -20,8 +20,9 @@ so the caps need no ``stat``. Every move is one ``rename``, atomic on a local or
 system, so of several processes or machines claiming the same file exactly one wins. A claim
 older than the lease (its owner died, e.g. SIGKILL mid-send) goes back to ``pending``. Above the
 caps, the oldest waiting entries (pending or dead) are dropped.
-Files are written atomically (temporary file, fsync, rename; mode 0600); they hold the event,
-never the token.
+Files are written atomically (temporary file, rename, fsync of the file and its folder: see
+:func:`~airflow_provider_alation.outbox.disk.write_new`; mode 0600); they hold the event, never the
+token.
 
 The disk is not trusted blindly: an entry is sent with the token only if it is a regular file this
 provider wrote. ``<mac>`` is an HMAC-SHA256 (first 128 bits, hex) over the rest of the name and the
@@ -58,6 +59,7 @@ from airflow_provider_alation.outbox.disk import (
     load_secret,
     mac,
     read_regular_file,
+    write_new,
 )
 from airflow_provider_alation.settings import AlationSettings
 
@@ -254,7 +256,7 @@ class LocalOutbox:
     def put(self, body: bytes) -> Claim:
         entry = _entry_name(self._ensure(), body)
         path = self._claim_path(entry)
-        atomic_write(path, body)
+        write_new(path, body)  # durable (file and name) before the caller's first attempt
         return Claim(entry, body, path)
 
     def _held(self) -> tuple[list[str], list[str], int, int]:
@@ -397,6 +399,12 @@ class LocalOutbox:
         if size > self.max_bytes:
             raise UntrustedFile(path, f"its size {size} is above outbox_max_bytes={self.max_bytes}")
         body = read_regular_file(path, size)
+        if len(body) < size:
+            raise UntrustedFile(
+                path,
+                f"it holds {len(body)} of the {size} bytes its name says: cut short (the machine crashed "
+                "before it was written out, so its event was never sent) or altered",
+            )
         if len(body) != size or not secrets.compare_digest(_entry_code(key, stem, body), code):
             raise UntrustedFile(path, "its authentication code does not verify: not written by this provider")
         return body

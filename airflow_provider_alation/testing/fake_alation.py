@@ -20,7 +20,8 @@ Faults for delivery tests are queued with :meth:`FakeAlation.fail_next`, for the
 :attr:`FakeAlation.api_down` makes every REST call answer 503. Besides a status after a delay, a
 fault can trickle the status line and headers (``header_drip``), send an endless body (``endless``),
 echo the request's headers in its body (``echo_headers``), and on the REST API and minting trickle the
-real answer (``drip``, ``drip_bytes`` at a time).
+real answer (``drip``, ``drip_bytes`` at a time). ``answer_delay`` holds every POST to the endpoint
+that long before its answer (a realistic round trip, for benchmarks).
 """
 
 from __future__ import annotations
@@ -146,6 +147,7 @@ class FakeAlation:
         user_id: int | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
+        answer_delay: float = 0.0,
     ) -> None:
         self.token = token
         self.endpoint = endpoint
@@ -162,6 +164,9 @@ class FakeAlation:
         self.lineage_down = False  # every event answered 503 (an outage)
         self.posts_started = 0  # POSTs to the endpoint received, answered or not (yet)
         self.api_delay = 0.0  # seconds before each data-source page is answered
+        #: Seconds every POST to the endpoint waits before it is answered: a tenant's round trip and
+        #: processing time, which the loopback lacks (0: answered at once).
+        self.answer_delay = answer_delay
         self.datasources: dict[str, list[dict[str, Any]]] = {"v1": [], "v2": []}
         self.max_page = 1000
         self.next_page_header = True
@@ -187,6 +192,8 @@ class FakeAlation:
         return f"{self.scheme}://localhost:{self.port}"
 
     def start(self) -> FakeAlation:
+        if self._thread is not None:  # started already (``with fake.start() as fake`` starts once)
+            return self
         self._thread = threading.Thread(target=self._server.serve_forever, name="fake-alation", daemon=True)
         self._thread.start()
         return self
@@ -419,6 +426,8 @@ def _handler(fake: FakeAlation) -> type[BaseHTTPRequestHandler]:
             if path == fake.endpoint:
                 with fake._lock:
                     fake.posts_started += 1
+                if fake.answer_delay > 0:
+                    time.sleep(fake.answer_delay)
                 fault = fake._next_fault()
                 if fault is None and fake.lineage_down:
                     fault = Fault(503, b'{"detail": "Service unavailable"}')
@@ -505,12 +514,18 @@ def main() -> None:
     parser.add_argument("--tls-dir", help="serve HTTPS with a self-signed certificate written here")
     parser.add_argument("--events", help="append each accepted event to this JSON-lines file")
     parser.add_argument(
+        "--answer-delay",
+        type=float,
+        default=0.0,
+        help="seconds each POST to the endpoint waits before it is answered (a tenant's round trip)",
+    )
+    parser.add_argument(
         "--datasources",
         help='serve the data sources of this JSON file ({"v1": [...], "v2": [...]}), '
         'or "reference" for the built-in examples of every kind',
     )
     args = parser.parse_args()
-    fake = FakeAlation(args.token, tls_dir=args.tls_dir, port=args.port)
+    fake = FakeAlation(args.token, tls_dir=args.tls_dir, port=args.port, answer_delay=args.answer_delay)
     if args.datasources == "reference":
         from airflow_provider_alation.testing.catalog import reference_datasources
 
