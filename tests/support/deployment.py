@@ -120,11 +120,23 @@ class Deployment:
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     scheduler_env: dict[str, str] = field(default_factory=dict)
     session: requests.Session = field(default_factory=requests.Session)
+    #: the DAG ids :meth:`wait_dags_parsed` waits for; None: the ``deploy_*`` DAGs of DAGS_SOURCE
+    dag_ids: tuple[str, ...] | None = None
 
     # -- lifecycle ----------------------------------------------------------------------------------
     @classmethod
-    def create(cls, postgres: PostgresServer) -> Deployment:
-        """A fresh home, a migrated metadata database, and the data database with tables a, b, c."""
+    def create(
+        cls,
+        postgres: PostgresServer,
+        dags_source: Path = DAGS_SOURCE,
+        dag_ids: tuple[str, ...] | None = None,
+        extra_env: dict[str, str] | None = None,
+    ) -> Deployment:
+        """A fresh home, a migrated metadata database, and the data database with tables a, b, c.
+
+        ``dags_source``: the folder whose ``*.py`` files are the DAGs (then ``dag_ids`` names the DAG
+        ids to wait for); ``extra_env``: added to (or replacing) every service's environment.
+        """
         suffix = uuid.uuid4().hex[:8]
         meta_db, data_db = f"airflow_meta_{suffix}", f"deploy_data_{suffix}"
         postgres.create_database(meta_db)
@@ -132,7 +144,7 @@ class Deployment:
         home = Path(tempfile.mkdtemp(prefix="alation-deployment-"))
         dags = home / "dags"
         dags.mkdir()
-        for path in sorted(DAGS_SOURCE.glob("*.py")):
+        for path in sorted(dags_source.glob("*.py")):
             shutil.copy(path, dags / path.name)
         (home / "processes").mkdir()
         port = free_port()
@@ -164,17 +176,24 @@ class Deployment:
             "AIRFLOW__OPENLINEAGE__TRANSPORT": json.dumps(TRANSPORT),
             "AIRFLOW__OPENLINEAGE__NAMESPACE": NAMESPACE,
             "PYTHONWARNINGS": "ignore",
+            **(extra_env or {}),
         }
-        deployment = cls(home=home, port=port, env=env, postgres=postgres, data_database=data_db)
-        deployment._seed_data_database()
-        result = subprocess.run(
-            [airflow_bin(), "db", "migrate"],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=600,
-            check=False,
+        deployment = cls(
+            home=home, port=port, env=env, postgres=postgres, data_database=data_db, dag_ids=dag_ids
         )
+        try:  # interrupted (Ctrl-C) or failed here, nothing would remove the home
+            deployment._seed_data_database()
+            result = subprocess.run(
+                [airflow_bin(), "db", "migrate"],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=600,
+                check=False,
+            )
+        except BaseException:
+            shutil.rmtree(home, ignore_errors=True)
+            raise
         (home / "processes" / "db-migrate.log").write_text(result.stdout + result.stderr)
         if result.returncode != 0:
             shutil.rmtree(home, ignore_errors=True)
@@ -365,13 +384,17 @@ class Deployment:
         )
 
     def wait_dags_parsed(self, timeout: float = 180) -> list[str]:
-        expected = sorted(path.stem for path in DAGS_SOURCE.glob("*.py"))
+        if self.dag_ids is None:
+            expected = sorted(path.stem for path in DAGS_SOURCE.glob("*.py"))
+            params: dict[str, Any] = {"dag_id_pattern": "deploy_%", "limit": 100}
+        else:
+            expected, params = sorted(self.dag_ids), {"limit": 100}
 
         def probe() -> list[str] | None:
             errors = self.api("GET", "importErrors")
             if errors["total_entries"]:
                 raise DeploymentError(f"DAG import errors: {json.dumps(errors['import_errors'], indent=1)}")
-            dags = self.api("GET", "dags", params={"dag_id_pattern": "deploy_%", "limit": 100})
+            dags = self.api("GET", "dags", params=params)
             found = sorted(d["dag_id"] for d in dags["dags"])
             return found if found == expected else None
 
