@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import json
 import logging
 import threading
@@ -81,6 +82,8 @@ class Pipeline:
         self._outbox: LocalOutbox | None = None
         self._logged: set[str] = set()
         self._forwarded: ForwardedRuns | None = None
+        #: Entries waiting in the outbox at the last caps check (-1: unknown, so a drain looks).
+        self._pending_seen = -1
 
     def __repr__(self) -> str:
         return f"<Pipeline {self.settings.endpoint_url}>"
@@ -133,15 +136,21 @@ class Pipeline:
     def run(self, event: Any, started: float, task: gate.TaskOfProcess | None = None) -> Outcome:
         """An event that passed :meth:`precheck`, from selection to settlement, within
         ``time_budget`` counted from ``started`` (the transport's path)."""
-        admitted = self.admit(event, task)
+        # Written before anything else happens (a killed process loses nothing); fsynced while the
+        # request is in flight (deliver), so the disk's flush is not added to the round trip.
+        admitted = self.admit(event, task, durable=False)
         if isinstance(admitted, Outcome):
             return admitted
         return self.deliver(admitted, started)
 
-    def admit(self, event: Any, task: gate.TaskOfProcess | None = None) -> Admitted | Outcome:
+    def admit(
+        self, event: Any, task: gate.TaskOfProcess | None = None, *, durable: bool = True
+    ) -> Admitted | Outcome:
         """Selection, then the write-ahead: what an event that passed :meth:`precheck` needs before
         a sender may be told it is safe (the relay answers 2xx here). An :class:`Outcome` when the
-        event is not admitted (``skipped``, or dead-lettered because not even JSON can hold it)."""
+        event is not admitted (``skipped``, or dead-lettered because not even JSON can hold it).
+        ``durable=False`` (the transport): the entry is written but fsynced by :meth:`deliver`, while
+        its request is in flight."""
         settings = self.settings
         reason = gate.selection_reason(
             event, settings.dags, settings.opt_in_tag, settings.skip_job_types, task
@@ -172,7 +181,7 @@ class Pipeline:
         outbox = None if settings.dry_run else self._get_outbox(settings)
         if outbox is not None and not self.evict and self._at_cap(outbox, len(raw_body)):
             return Outcome("retry", None, "the outbox is at its cap", problem="full")
-        claim = self._write_ahead(outbox, raw_body, settings) if outbox is not None else None
+        claim = self._write_ahead(outbox, raw_body, settings, durable) if outbox is not None else None
         # A streaming run is marked after its write-ahead: a process dying in between sends the run
         # twice at worst, never not at all; a run another process forwarded first is withdrawn.
         written = claim is not None or outbox is None
@@ -259,7 +268,9 @@ class Pipeline:
         sender = self._get_sender(settings)
         budget = settings.time_budget - (time.monotonic() - started)
         on_late = late_settler(outbox, claim, replayed=False) if claim is not None else None
-        outcome = sender.post(body, budget, on_late=on_late)
+        finish = functools.partial(self._finish_write_ahead, outbox, claim, settings)
+        outcome = sender.post(body, budget, on_late=on_late, while_sending=finish)
+        self._finish_write_ahead(outbox, claim, settings)  # if nothing was sent meanwhile
         metrics.timing("send.duration", outcome.elapsed)
         if claim is None:
             problem = outcome.problem or "other"
@@ -270,7 +281,8 @@ class Pipeline:
             except OSError as exc:  # the claim goes back to pending after its lease
                 log.warning("Alation lineage: could not settle outbox entry %s: %s", claim.entry, exc)
         self._report_outcome(outcome, job_name, settings, claim is not None)
-        if outcome.kind == "sent" and claim is not None and settings.drain_max_events:
+        if outcome.kind == "sent" and claim is not None and settings.drain_max_events and self._pending_seen:
+            # Nothing was waiting when the caps were checked during this send: no drain to look for.
             self._drain(outbox, sender, settings, started, outcome.elapsed)
         return outcome
 
@@ -290,6 +302,7 @@ class Pipeline:
         where = "not kept (dry_run)"
         if not settings.dry_run:
             outbox = self._get_outbox(settings)
+            self._finish_write_ahead(outbox, claim, settings)
             reason = {"problem": problem, "detail": detail, "job": job_name}
             try:
                 outbox.settle(claim if claim is not None else outbox.put(body), "dead", reason)
@@ -314,6 +327,7 @@ class Pipeline:
         self, outbox: LocalOutbox, claim: Claim, job_name: str, settings: AlationSettings, left: float
     ) -> Outcome:
         """Resolving took what time_budget left for the POST: the event waits in the outbox."""
+        self._finish_write_ahead(outbox, claim, settings)
         detail = f"{max(left, 0):.2f}s of time_budget={settings.time_budget:g}s left after resolving"
         try:
             outbox.settle(claim, "retry")
@@ -335,10 +349,13 @@ class Pipeline:
                 self._outbox = outbox_for(settings)
             return self._outbox
 
-    def _write_ahead(self, outbox: LocalOutbox, body: bytes, settings: AlationSettings) -> Claim | None:
-        """The event on disk before the first network attempt; None (logged once) if it cannot be."""
+    def _write_ahead(
+        self, outbox: LocalOutbox, body: bytes, settings: AlationSettings, durable: bool = True
+    ) -> Claim | None:
+        """The event on disk before the first network attempt; None (logged once) if it cannot be.
+        Not ``durable``: fsynced and the caps enforced by :meth:`_finish_write_ahead`, later."""
         try:
-            claim = outbox.put(body)
+            claim = outbox.put(body, durable=durable)
         except OSError as exc:
             metrics.incr("outbox.unavailable")
             self._log_once(
@@ -351,15 +368,36 @@ class Pipeline:
                 exc,
             )
             return None
-        if self.evict:
+        if durable and self.evict:
             self._enforce_caps(outbox, settings)
         return claim
+
+    def _finish_write_ahead(
+        self, outbox: LocalOutbox, claim: Claim | None, settings: AlationSettings
+    ) -> None:
+        """What :meth:`_write_ahead` left for later (while the request is in flight): fsync the entry,
+        then enforce the caps. Once per claim; a disk that cannot fsync leaves the entry written."""
+        if claim is None or outbox.is_durable(claim):
+            return
+        try:
+            outbox.make_durable(claim)
+        except OSError as exc:
+            self._log_once(
+                "outbox-fsync",
+                logging.WARNING,
+                "Alation lineage: could not flush an outbox entry to disk (%s); it is kept, but a crash "
+                "of the machine could lose it",
+                exc,
+            )
+        if self.evict:
+            self._enforce_caps(outbox, settings)
 
     def _enforce_caps(self, outbox: LocalOutbox, settings: AlationSettings) -> None:
         try:
             dropped = outbox.enforce_caps()
         except OSError:
             return
+        self._pending_seen = dropped.pending
         if dropped.count:
             metrics.incr("outbox.dropped", dropped.count)
             log.error(

@@ -35,3 +35,33 @@ def test_emit_benchmark_runs_and_alation_posts_only_lineage_events() -> None:
     assert checks["alation_posts"] == checks["alation_expected"] > 0
     assert checks["spool_left"] == 0
     assert {"python", "apache-airflow", "openlineage-python"} <= set(result["machine"])
+
+
+def test_catalogue_benchmark_runs_forked_emitters_against_a_stored_index() -> None:
+    """bench/catalogue.py: a refresh reads every data source, and each forked emitter's event is sent
+    (the worker fails otherwise); the numbers themselves are the benchmark's business."""
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "bench" / "catalogue.py"),
+            "--sources",
+            "300",
+            "--rules",
+            "200",
+            "--events",
+            "3",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+        cwd=REPO,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    ((label, runs),) = json.loads(done.stdout)["runs"].items()
+    run = runs["300"]
+    assert run["refresh"]["count"] == 300 and run["refresh"]["requests"] >= 2
+    assert run["refresh"]["file_mib"] > 0
+    assert len(run["alation"]) == len(run["baseline"]) == len(run["stock"]) == 3
+    assert all(sample["kind"] == "sent" and sample["network"] > 0 for sample in run["alation"])

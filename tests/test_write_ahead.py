@@ -99,19 +99,15 @@ def test_the_outbox_keeps_the_event_as_emitted_minus_credentials(
     assert b"s3cr/et" not in posted.body and b"prod-db.example.com:5432" in posted.body
 
 
-def test_the_event_and_its_name_are_fsynced_before_the_first_attempt(
-    fake_alation: FakeAlation, token: str, tmp_path: Path, monkeypatch
-) -> None:
-    """Durable before the network: when the POST starts, the entry is complete in claimed/, and
-    its file (whatever name it had then) and claimed/ itself have been fsynced; after the 2xx it
-    is gone."""
+def _journal(monkeypatch, claimed: Path) -> list[tuple[str, object]]:
+    """What happens, in order: fsyncs (of a file or a folder, by inode) and POST attempts (with the
+    entries in claimed/ at that moment), and when the answer is back."""
     import stat
 
     from airflow_provider_alation.alation import network
 
     journal: list[tuple[str, object]] = []
     real_fsync, real_request = os.fsync, network.request
-    claimed = tmp_path / "spool" / "claimed"
 
     def fsync(fd: int) -> None:
         real_fsync(fd)
@@ -122,10 +118,25 @@ def test_the_event_and_its_name_are_fsynced_before_the_first_attempt(
         if kwargs.get("data"):
             entries = [(p, p.stat()) for p in claimed.glob("*.json")]
             journal.append(("attempt", entries))
+            try:
+                return real_request(*args, **kwargs)
+            finally:
+                journal.append(("answer", None))
         return real_request(*args, **kwargs)
 
     monkeypatch.setattr(os, "fsync", fsync)
     monkeypatch.setattr(network, "request", request)
+    return journal
+
+
+def test_the_event_is_written_before_the_first_attempt_and_fsynced_before_emit_returns(
+    fake_alation: FakeAlation, token: str, tmp_path: Path, monkeypatch
+) -> None:
+    """The transport: when the POST starts, the entry is complete in claimed/ (a killed process loses
+    nothing); its file and claimed/ are fsynced while the request is in flight, before the entry is
+    settled and emit returns; after the 2xx it is gone."""
+    claimed = tmp_path / "spool" / "claimed"
+    journal = _journal(monkeypatch, claimed)
     config = {**_config(fake_alation, token, tmp_path), "discover_datasources": False}
     outcome = AlationTransport(AlationConfig.from_dict(config)).emit(Serde.to_dict(make_event()))
     assert outcome is not None and outcome.kind == "sent"
@@ -133,7 +144,45 @@ def test_the_event_and_its_name_are_fsynced_before_the_first_attempt(
     attempt = next(i for i, (what, _) in enumerate(journal) if what == "attempt")
     ((path, info),) = journal[attempt][1]  # one entry, claimed by this emit
     assert info.st_size == int(path.stem.split("@")[0].rsplit("-", 1)[1]) > 0  # complete
-    before = journal[:attempt]
-    assert ("fsync file", info.st_ino) in before
-    assert ("fsync dir", claimed.stat().st_ino) in before
+    assert ("fsync file", info.st_ino) in journal and ("fsync dir", claimed.stat().st_ino) in journal
     assert not path.exists() and LocalOutbox(config["spool_dir"]).list() == []
+
+
+def test_an_event_that_is_not_sent_is_durable_before_it_is_kept(
+    fake_alation: FakeAlation, token: str, tmp_path: Path, monkeypatch
+) -> None:
+    """Alation answers 503: the entry goes back to pending/, fsynced before it is moved there."""
+    claimed = tmp_path / "spool" / "claimed"
+    journal = _journal(monkeypatch, claimed)
+    fake_alation.lineage_down = True
+    config = {
+        **_config(fake_alation, token, tmp_path),
+        "discover_datasources": False,
+        "time_budget": 1,
+        "timeout": 0.5,
+    }
+    outcome = AlationTransport(AlationConfig.from_dict(config)).emit(Serde.to_dict(make_event()))
+    assert outcome is not None and outcome.kind == "retry"
+    attempt = next(i for i, (what, _) in enumerate(journal) if what == "attempt")
+    ((_, info),) = journal[attempt][1]
+    assert ("fsync file", info.st_ino) in journal
+    (pending,) = LocalOutbox(config["spool_dir"]).list("pending")
+    assert (tmp_path / "spool" / "pending" / f"{pending.entry}.json").stat().st_ino == info.st_ino
+
+
+def test_the_relay_admits_an_event_only_once_it_is_durable(token: str, tmp_path: Path, monkeypatch) -> None:
+    """The relay answers 202 after admit(): by then the entry's file and its folder are fsynced."""
+    from airflow_provider_alation.pipeline import Admitted, Pipeline
+    from airflow_provider_alation.settings import build_settings
+
+    claimed = tmp_path / "spool" / "claimed"
+    journal = _journal(monkeypatch, claimed)
+    settings = build_settings(
+        {"url": "https://acme.alationcloud.com", "token": token, "spool_dir": str(tmp_path / "spool"),
+         "cache_dir": str(tmp_path / "cache"), "dags": {"include": ["*"]}},
+        inline=True,
+    )  # fmt: skip
+    admitted = Pipeline(settings, evict=False).admit(Serde.to_dict(make_event()))
+    assert isinstance(admitted, Admitted) and admitted.claim is not None
+    inode = admitted.claim.path.stat().st_ino
+    assert ("fsync file", inode) in journal and ("fsync dir", claimed.stat().st_ino) in journal

@@ -368,7 +368,13 @@ class Sender:
         attempts = retrying.statistics.get("attempt_number", 1)
         return dataclasses.replace(outcome, attempts=attempts, elapsed=time.monotonic() - started)
 
-    def post(self, body: bytes, budget: float, on_late: Callable[[Outcome], None] | None = None) -> Outcome:
+    def post(
+        self,
+        body: bytes,
+        budget: float,
+        on_late: Callable[[Outcome], None] | None = None,
+        while_sending: Callable[[], None] | None = None,
+    ) -> Outcome:
         """Post ``body``, returning within ``budget`` seconds whatever the network does.
 
         When the budget runs out with a request still in flight, the request is left to finish in
@@ -376,6 +382,8 @@ class Sender:
         outcome. While that request is in flight, a later call waits for it within its own budget
         (at most :data:`INFLIGHT_WAIT_SHARE` of it), else returns a ``retry`` without sending: one
         abandoned request per Sender at most, so threads and connections do not pile up.
+        ``while_sending`` runs in the calling thread once the request has started (work of the
+        caller's that may overlap the round trip; not run when nothing is sent).
         """
         started = time.monotonic()
         deadline = started + budget
@@ -411,6 +419,11 @@ class Sender:
         with self._lock:
             self._inflight = worker
         worker.start()
+        if while_sending is not None:  # the caller's own work, overlapped with the round trip
+            try:
+                while_sending()
+            except Exception:  # the caller's concern; never the request's
+                log.debug("Alation lineage: work alongside the request failed", exc_info=True)
         worker.join(max(0.0, deadline - time.monotonic()))
         with lock:
             if result:

@@ -41,9 +41,11 @@ def atomic_write(path: Path, data: bytes) -> None:
     _fsync_dir(path.parent)
 
 
-def write_new(path: Path, data: bytes) -> None:
+def write_new(path: Path, data: bytes, *, sync: bool = True) -> None:
     """Write ``data`` under ``path``, a name nothing else uses (a unique outbox entry), mode 0600;
-    the file and its name survive a crash of the machine once this returns.
+    the file and its name survive a crash of the machine once this returns (with ``sync``; without,
+    once :func:`sync_written` has returned: until then they survive the writer being killed, not a
+    crash of the machine).
 
     A reader never sees a part of the file (it is renamed into place complete, whatever kills the
     writer). Unlike :func:`atomic_write` it is fsynced *after* the rename, then its directory: on a
@@ -65,11 +67,24 @@ def write_new(path: Path, data: bytes) -> None:
             view = view[os.write(fd, view) :]
         os.rename(tmp, path)
         renamed = True
-        os.fsync(fd)
+        if sync:
+            os.fsync(fd)
     except BaseException:
         with contextlib.suppress(OSError):  # not durable: not left behind either
             os.unlink(path if renamed else tmp)
         raise
+    finally:
+        os.close(fd)
+    if sync:
+        _fsync_dir(path.parent)
+
+
+def sync_written(path: Path) -> None:
+    """Make a file :func:`write_new` wrote with ``sync=False`` durable: the file, then its folder.
+    ``FileNotFoundError`` if it has been moved or removed since."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
     finally:
         os.close(fd)
     _fsync_dir(path.parent)

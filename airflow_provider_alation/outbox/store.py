@@ -59,6 +59,7 @@ from airflow_provider_alation.outbox.disk import (
     load_secret,
     mac,
     read_regular_file,
+    sync_written,
     write_new,
 )
 from airflow_provider_alation.settings import AlationSettings
@@ -102,6 +103,8 @@ class Dropped:
 
     count: int
     bytes: int
+    #: Entries waiting in ``pending/`` when the caps were checked (-1: not looked at).
+    pending: int = -1
 
 
 class Outbox(Protocol):
@@ -195,6 +198,8 @@ class LocalOutbox:
         #: Entries this instance moved to ``quarantine/`` (the replay reports them).
         self.quarantined = 0
         self._key: bytes | None = None
+        #: Entries :meth:`put` wrote without fsync, until :meth:`make_durable` or :meth:`settle`.
+        self._unsynced: set[Path] = set()
 
     def __repr__(self) -> str:
         return f"LocalOutbox({str(self.dir)!r})"
@@ -253,11 +258,32 @@ class LocalOutbox:
         return [n for n in self._names(folder) if not n.endswith(".reason.json")]
 
     # -- put -----------------------------------------------------------------------------------
-    def put(self, body: bytes) -> Claim:
+    def put(self, body: bytes, *, durable: bool = True) -> Claim:
+        """A new entry, claimed by the caller. ``durable``: the file and its name are fsynced before
+        this returns (the relay, before it acknowledges). Otherwise the entry is written (a killed
+        process loses nothing) and :meth:`make_durable` fsyncs it, while the caller's request is in
+        flight (the transport), and at the latest before the entry is moved by :meth:`settle`."""
         entry = _entry_name(self._ensure(), body)
         path = self._claim_path(entry)
-        write_new(path, body)  # durable (file and name) before the caller's first attempt
+        write_new(path, body, sync=durable)
+        if not durable:
+            self._unsynced.add(path)
         return Claim(entry, body, path)
+
+    def make_durable(self, claim: Claim) -> None:
+        """fsync an entry :meth:`put` wrote with ``durable=False`` (a no-op for any other, and after
+        the first call); OSError when the disk cannot (the entry is then written, not durable)."""
+        if claim.path not in self._unsynced:
+            return
+        try:
+            with contextlib.suppress(FileNotFoundError):  # settled or reclaimed meanwhile
+                sync_written(claim.path)
+        finally:
+            self._unsynced.discard(claim.path)
+
+    def is_durable(self, claim: Claim) -> bool:
+        """False while an entry :meth:`put` wrote with ``durable=False`` waits for :meth:`make_durable`."""
+        return claim.path not in self._unsynced
 
     def _held(self) -> tuple[list[str], list[str], int, int]:
         """(pending names, dead names, events, bytes) held, as the caps count them: pending,
@@ -292,7 +318,7 @@ class LocalOutbox:
             return Dropped(0, 0)
         pending, dead, count, total = self._held()
         if count <= self.max_events and total <= self.max_bytes:
-            return Dropped(0, 0)  # the common case: one listing, no sorting
+            return Dropped(0, 0, len(pending))  # the common case: one listing, no sorting
         waiting = sorted(
             [(_entry_of(n), self.pending / n) for n in pending]
             + [(_entry_of(n), self.dead / n) for n in dead]
@@ -467,6 +493,10 @@ class LocalOutbox:
 
     # -- settle --------------------------------------------------------------------------------
     def settle(self, claim: Claim, verdict: Verdict, reason: dict[str, object] | None = None) -> None:
+        if verdict != "sent":  # it stays in the outbox: durable first
+            with contextlib.suppress(OSError):
+                self.make_durable(claim)
+        self._unsynced.discard(claim.path)
         if verdict == "sent":
             try:
                 claim.path.unlink()
