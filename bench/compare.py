@@ -12,8 +12,9 @@ its CA), on the same machine, in the same run:
    task, 20 ``INSERT INTO t_out_k SELECT ... FROM t_in_k`` tasks) against a real PostgreSQL
    server: requests and bytes the receiver gets per DAG run, and the task-slot time of the run;
 2. emit: ``emit()`` in this process, both transports interleaved: the lineage-bearing COMPLETE
-   event (transport reused; a new transport per event, in this process and in a forked child as
-   the provider does), the same with the receiver answering after 20 and 50 ms (a realistic round
+   event (transport reused; a new transport per event in this process; a forked child per event
+   as in Airflow: the stock client built in the child, AlationTransport prepared in the task
+   process by the plugin), the same with the receiver answering after 20 and 50 ms (a realistic round
    trip; the overhead in %), and the events AlationTransport drops (START, COMPLETE without
    datasets, DAG COMPLETE);
 3. task: ``airflow dags test bench_task_time`` (``--repeat`` SQL tasks in a row, each timed from
@@ -316,7 +317,7 @@ def build_rows(results: dict[str, Any]) -> list[tuple[str, ...] | str]:
         for measure, label in (
             ("sent", "lineage-bearing COMPLETE, transport reused"),
             ("cold", "same, new transport per event (in this process)"),
-            ("fork", "same, new transport per event in a forked child"),
+            ("fork", "same, a forked child per event, as in Airflow"),
         ):
             if f"{measure}/alation" not in e:  # a result saved before this measure existed
                 continue
@@ -332,7 +333,7 @@ def build_rows(results: dict[str, Any]) -> list[tuple[str, ...] | str]:
             for measure, label in (
                 ("sent", "transport reused"),
                 ("cold", "new transport per event"),
-                ("fork", "new transport per event, forked child"),
+                ("fork", "a forked child per event, as in Airflow"),
             ):
                 key = f"{measure}@{delay}"
                 if f"{key}/alation" not in e:
