@@ -59,7 +59,7 @@ def test_catalogue_benchmark_runs_forked_emitters_against_a_stored_index() -> No
         cwd=REPO,
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    ((label, runs),) = json.loads(done.stdout)["runs"].items()
+    ((_, runs),) = json.loads(done.stdout)["runs"].items()
     run = runs["300"]
     assert run["refresh"]["count"] == 300 and run["refresh"]["requests"] >= 2
     assert run["refresh"]["file_mib"] > 0
