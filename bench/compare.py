@@ -412,31 +412,40 @@ def build_rows(results: dict[str, Any]) -> list[tuple[str, ...] | str]:
     return rows
 
 
-def print_table(results: dict[str, Any], console: Console) -> None:
-    info = results["machine"]
-    console.print(
-        f"[bold]AlationTransport vs the stock OpenLineage http transport[/bold]: "
+def machine_line(info: dict[str, Any], where: str = "", airflow_note: str = "") -> str:
+    """The header line naming the machine and the versions measured."""
+    return (
+        f"[bold]AlationTransport vs the stock OpenLineage http transport{where}[/bold]: "
         f"{info.get('Model name', '?')}, {info.get('CPU(s)', '?')} CPUs, {info.get('memory', '?')}, "
-        f"Python {info['python']}, Airflow {info.get('apache-airflow', '?')}, "
+        f"Python {info['python']}, Airflow {info.get('apache-airflow', '?')}{airflow_note}, "
         f"apache-airflow-providers-openlineage {info.get('apache-airflow-providers-openlineage', '?')}, "
         f"openlineage-python {info.get('openlineage-python', '?')}, PostgreSQL {info.get('postgresql', '?')}"
     )
+
+
+def print_rows(rows: list[Any], console: Console, disabled: bool = True) -> None:
+    """``rows`` as rich tables: a string starts a new table (its title), a tuple is a row of
+    measure, unit, [OL disabled,] stock, Alation, ratio."""
     table: Table | None = None
-    for row in build_rows(results):
+    for row in rows:
         if isinstance(row, str):
             if table is not None:
                 console.print(table)
             table = Table(title=row, title_justify="left", title_style="bold")
-            table.add_column("measure")
-            table.add_column("unit")
-            table.add_column("OL disabled", justify="right")
-            table.add_column("stock http", justify="right")
-            table.add_column("AlationTransport", justify="right")
-            table.add_column("Alation ÷ stock", justify="right")
+            for name in ("measure", "unit"):
+                table.add_column(name)
+            columns = ("OL disabled",) if disabled else ()
+            for name in (*columns, "stock http", "AlationTransport", "Alation ÷ stock"):
+                table.add_column(name, justify="right")
         elif table is not None:
             table.add_row(*row)
     if table is not None:
         console.print(table)
+
+
+def print_table(results: dict[str, Any], console: Console) -> None:
+    console.print(machine_line(results["machine"]))
+    print_rows(build_rows(results), console)
     console.print(
         "cells: median (min-max) over repetitions; ratios: of the medians (min-max of the ratios "
         "of the same repetition, where paired)"

@@ -122,10 +122,9 @@ REPO = BENCH.parent
 sys.path.insert(0, str(REPO))
 
 from rich.console import Console  # noqa: E402
-from rich.table import Table  # noqa: E402
 
 from bench.airflow_runs import ALATION_TRANSPORT, SETUP_SQL, alation_extra, stock_transport  # noqa: E402
-from bench.compare import cell, machine, ratio_cell, ratio_stats  # noqa: E402
+from bench.compare import cell, machine, machine_line, print_rows, ratio_cell, ratio_stats  # noqa: E402
 
 DAG_ID = "bench_twenty_sql"
 DAG_IDS = ("bench_task_time", "bench_twenty_sql")  # both DAGs of bench/dags/bench_lineage.py
@@ -542,88 +541,32 @@ def build_rows(results: dict[str, Any]) -> list[tuple[str, ...] | str]:
     )
     for group, (title, _) in GROUPS.items():
         rows.append(f"2. per task, {title} (each run: the median over these tasks)")
-        row(
-            "listener time after success (end_date to listeners done)",
-            "ms",
-            lambda r, g=group: group_median(r, g, "listener"),
-            scale=1e3,
-            digits=1,
-        )
         if group != "none":
-            row(
-                "  end_date to the child's SQL extraction (plugins, fork)",
-                "ms",
-                lambda r, g=group: group_median(r, g, "to_extracting"),
-                scale=1e3,
-                digits=1,
-            )
-            row(
-                "  child: extraction to COMPLETE emitted (extract, build, emit)",
-                "ms",
-                lambda r, g=group: group_median(r, g, "extract_to_emitted"),
-                scale=1e3,
-                digits=1,
-            )
+            spans = [
+                ("  end_date to the child's SQL extraction (plugins, fork)", "to_extracting"),
+                ("  child: extraction to COMPLETE emitted (extract, build, emit)", "extract_to_emitted"),
+            ]
         else:
-            row(
-                "  end_date to COMPLETE emitted (plugins, fork, build, emit)",
-                "ms",
-                lambda r, g=group: group_median(r, g, "to_emitted"),
-                scale=1e3,
-                digits=1,
-            )
-        row(
-            "  COMPLETE emitted to listeners done (child exit, reaped)",
-            "ms",
-            lambda r, g=group: group_median(r, g, "after_emitted"),
-            scale=1e3,
-            digits=1,
-        )
-        row(
-            "start_date to execute (incl. the START listener)",
-            "s",
-            lambda r, g=group: group_median(r, g, "pre_execute"),
-            digits=3,
-        )
-        row(
-            "task-slot time (start_date to supervisor end)",
-            "s",
-            lambda r, g=group: group_median(r, g, "slot"),
-        )
-        row(
-            "task process time (start_date to listeners done)",
-            "s",
-            lambda r, g=group: group_median(r, g, "process"),
-        )
+            spans = [("  end_date to COMPLETE emitted (plugins, fork, build, emit)", "to_emitted")]
+        per_task = [
+            ("listener time after success (end_date to listeners done)", "ms", "listener", 1e3, 1),
+            *((label, "ms", key, 1e3, 1) for label, key in spans),
+            ("  COMPLETE emitted to listeners done (child exit, reaped)", "ms", "after_emitted", 1e3, 1),
+            ("start_date to execute (incl. the START listener)", "s", "pre_execute", 1.0, 3),
+            ("task-slot time (start_date to supervisor end)", "s", "slot", 1.0, 2),
+            ("task process time (start_date to listeners done)", "s", "process", 1.0, 2),
+        ]
+        for label, unit, key, scale, digits in per_task:
+            row(label, unit, lambda r, g=group, k=key: group_median(r, g, k), scale=scale, digits=digits)
     return rows
 
 
 def print_table(results: dict[str, Any], console: Console) -> None:
-    info = results["machine"]
     console.print(
-        f"[bold]AlationTransport vs the stock OpenLineage http transport, real deployment[/bold]: "
-        f"{info.get('Model name', '?')}, {info.get('CPU(s)', '?')} CPUs, {info.get('memory', '?')}, "
-        f"Python {info['python']}, Airflow {info.get('apache-airflow', '?')} (LocalExecutor, parallelism 4), "
-        f"apache-airflow-providers-openlineage {info.get('apache-airflow-providers-openlineage', '?')}, "
-        f"openlineage-python {info.get('openlineage-python', '?')}, PostgreSQL {info.get('postgresql', '?')}"
+        machine_line(results["machine"], ", real deployment", " (LocalExecutor, parallelism 4)"),
+        highlight=False,
     )
-    table: Table | None = None
-    for row in build_rows(results):
-        if isinstance(row, str):
-            if table is not None:
-                console.print(table)
-            table = Table(title=row, title_justify="left", title_style="bold")
-            table.add_column("measure")
-            table.add_column("unit")
-            if any(r["kind"] == "disabled" for r in results["runs"]):
-                table.add_column("OL disabled", justify="right")
-            table.add_column("stock http", justify="right")
-            table.add_column("AlationTransport", justify="right")
-            table.add_column("Alation ÷ stock", justify="right")
-        elif table is not None:
-            table.add_row(*row)
-    if table is not None:
-        console.print(table)
+    print_rows(build_rows(results), console, disabled=any(r["kind"] == "disabled" for r in results["runs"]))
     console.print(
         "cells: median (min-max) over the runs of each transport; ratios: of the medians (min-max of "
         "the ratios of the same pair). Order of the runs: "

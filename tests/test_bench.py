@@ -9,25 +9,14 @@ import sys
 from tests.support.airflow_home import REPO
 
 
+def run_bench(script: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """``bench/<script> <args> --json`` from the checkout, as a user runs it."""
+    command = [sys.executable, str(REPO / "bench" / script), *args, "--json"]
+    return subprocess.run(command, capture_output=True, text=True, timeout=600, check=False, cwd=REPO)
+
+
 def test_emit_benchmark_runs_and_alation_posts_only_lineage_events() -> None:
-    done = subprocess.run(
-        [
-            sys.executable,
-            str(REPO / "bench" / "compare.py"),
-            "--only",
-            "emit",
-            "--repeat",
-            "1",
-            "--events",
-            "10",
-            "--json",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-        cwd=REPO,
-    )
+    done = run_bench("compare.py", "--only", "emit", "--repeat", "1", "--events", "10")
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(done.stdout)
     (checks,) = result["emit"]["checks"]
@@ -40,24 +29,7 @@ def test_emit_benchmark_runs_and_alation_posts_only_lineage_events() -> None:
 def test_catalogue_benchmark_runs_forked_emitters_against_a_stored_index() -> None:
     """bench/catalogue.py: a refresh reads every data source, and each forked emitter's event is sent
     (the worker fails otherwise); the numbers themselves are the benchmark's business."""
-    done = subprocess.run(
-        [
-            sys.executable,
-            str(REPO / "bench" / "catalogue.py"),
-            "--sources",
-            "300",
-            "--rules",
-            "200",
-            "--events",
-            "3",
-            "--json",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-        cwd=REPO,
-    )
+    done = run_bench("catalogue.py", "--sources", "300", "--rules", "200", "--events", "3")
     assert done.returncode == 0, done.stderr[-3000:]
     ((_, runs),) = json.loads(done.stdout)["runs"].items()
     run = runs["300"]

@@ -3,34 +3,16 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
-from tests.support.airflow_home import REPO
+from tests.test_bench import run_bench
 
 
 def test_relay_load_benchmark_loses_and_duplicates_nothing_through_an_outage() -> None:
-    done = subprocess.run(
-        [
-            sys.executable,
-            str(REPO / "bench" / "relay_load.py"),
-            "--senders",
-            "2",
-            "--workers",
-            "2",
-            "--phases",
-            "200:3,503:3,200:3",
-            "--outbox-max-events",
-            "50",  # the relay's outbox fills during the outage: it answers 503, senders retry
-            "--drain-timeout",
-            "240",
-            "--json",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-        cwd=REPO,
+    done = run_bench(
+        "relay_load.py",
+        *("--senders", "2", "--workers", "2", "--phases", "200:3,503:3,200:3"),
+        # the relay's outbox fills during the outage: it answers 503, senders retry
+        *("--outbox-max-events", "50", "--drain-timeout", "240"),
     )
     assert done.stdout, done.stderr[-3000:]
     report = json.loads(done.stdout)
