@@ -443,6 +443,16 @@ def print_rows(rows: list[Any], console: Console, disabled: bool = True) -> None
         console.print(table)
 
 
+def print_saved(path: Path, printer: Callable[[dict[str, Any], Console], None]) -> None:
+    """``--load``: the tables of a saved ``--json`` result (160 columns when not on a terminal)."""
+    saved = json.loads(path.read_text())
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=160)
+    printer(saved, console)
+    console.print(f"total {saved['seconds']:.0f} s")
+
+
 def print_table(results: dict[str, Any], console: Console) -> None:
     console.print(machine_line(results["machine"]))
     print_rows(build_rows(results), console)
@@ -478,12 +488,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     if args.load:
-        saved = json.loads(Path(args.load).read_text())
-        console = Console()
-        if not console.is_terminal:
-            console = Console(width=160)
-        print_table(saved, console)
-        console.print(f"total {saved['seconds']:.0f} s")
+        print_saved(Path(args.load), print_table)
         return
     only = [s.strip() for s in args.only.split(",") if s.strip()]
     unknown = set(only) - set(SECTIONS)

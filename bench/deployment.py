@@ -124,7 +124,15 @@ sys.path.insert(0, str(REPO))
 from rich.console import Console  # noqa: E402
 
 from bench.airflow_runs import ALATION_TRANSPORT, SETUP_SQL, alation_extra, stock_transport  # noqa: E402
-from bench.compare import cell, machine, machine_line, print_rows, ratio_cell, ratio_stats  # noqa: E402
+from bench.compare import (  # noqa: E402
+    cell,
+    machine,
+    machine_line,
+    print_rows,
+    print_saved,
+    ratio_cell,
+    ratio_stats,
+)
 
 DAG_ID = "bench_twenty_sql"
 DAG_IDS = ("bench_task_time", "bench_twenty_sql")  # both DAGs of bench/dags/bench_lineage.py
@@ -610,12 +618,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     if args.load:
-        saved = json.loads(Path(args.load).read_text())
-        console = Console()
-        if not console.is_terminal:
-            console = Console(width=160)
-        print_table(saved, console)
-        console.print(f"total {saved['seconds']:.0f} s")
+        print_saved(Path(args.load), print_table)
         return
     console = Console(stderr=args.json)
     if not console.is_terminal:
