@@ -82,7 +82,8 @@ class Pipeline:
         self._outbox: LocalOutbox | None = None
         self._logged: set[str] = set()
         self._forwarded: ForwardedRuns | None = None
-        #: Entries waiting in the outbox at the last caps check (-1: unknown, so a drain looks).
+        #: Entries waiting in the outbox, and claims not this send's, at the last caps check (-1:
+        #: unknown, so a drain looks).
         self._pending_seen = -1
 
     def __repr__(self) -> str:
@@ -282,7 +283,7 @@ class Pipeline:
                 log.warning("Alation lineage: could not settle outbox entry %s: %s", claim.entry, exc)
         self._report_outcome(outcome, job_name, settings, claim is not None)
         if outcome.kind == "sent" and claim is not None and settings.drain_max_events and self._pending_seen:
-            # Nothing was waiting when the caps were checked during this send: no drain to look for.
+            # Skipped when the caps check during this send saw nothing waiting and no other claim.
             self._drain(outbox, sender, settings, started, outcome.elapsed)
         return outcome
 
@@ -397,7 +398,13 @@ class Pipeline:
             dropped = outbox.enforce_caps()
         except OSError:
             return
-        self._pending_seen = dropped.pending
+        # Nothing to drain: nothing pending, and no claim but this send's own (a claim of a killed
+        # emitter is put back by the drain's reclaim once its lease is over).
+        self._pending_seen = (
+            -1
+            if dropped.pending < 0 or dropped.claimed < 0
+            else dropped.pending + max(0, dropped.claimed - 1)
+        )
         if dropped.count:
             metrics.incr("outbox.dropped", dropped.count)
             log.error(

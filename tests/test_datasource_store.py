@@ -284,8 +284,10 @@ def test_memory_of_a_refresh_stays_at_about_a_page(fake_alation, token, tmp_path
 @pytest.mark.parametrize(
     ("pattern", "prefix"),
     [
-        (r"^postgres://rx-1-([a-z0-9]+)\.internal:(\d+)$", "postgres://rx-1-"),
+        (r"^postgres://rx-1-([a-z0-9]+)\.internal:(\d+)$", "postgres://rx-1"),
         (r"^postgres:\/\/a\.b", "postgres://a.b"),
+        (r"^ab(?i)?c", "a"),
+        (r"^ab\Q\E?c", "a"),
         (r"^ab?c", "a"),
         (r"^a\.?b", "a"),
         (r"^pg{2}", "p"),
@@ -331,6 +333,7 @@ def test_rules_try_only_the_expressions_that_can_match_in_order() -> None:
     rules = NamespaceRules.from_map(namespace_map)
     text = str(parse_namespace("postgres://rx-17-a.internal:6000"))
     assert [key for _, _, _, key in rules.candidates(text)] == [
+        "re:^postgres://rx-1-([a-z0-9]+)\\.internal:(\\d+)$",  # prefix postgres://rx-1: tried, no match
         "re:^postgres://rx-17-([a-z0-9]+)\\.internal:(\\d+)$",
         "re:^postgres://rx-1",
         "re:(tunnel)\\.corp",

@@ -219,31 +219,54 @@ class StoredIndex(EndpointIndex):
             reason,
         )
 
-    def _query(self, sql: str, args: tuple[Any, ...]) -> list[tuple[Any, ...]]:
-        with self._lock:
-            return self._connect().execute(sql, args).fetchall()
+    def _query(self, sql: str, args: tuple[Any, ...]) -> list[tuple[Any, ...]] | None:
+        """The rows, or None when the file cannot answer now. Only what says the file itself is bad
+        (not a database, malformed, or not a regular file any more) refuses it; a key SQLite cannot
+        hold (a lone surrogate) or a passing failure (no file descriptor left, an I/O error) is
+        answered "not found" for this lookup and leaves the file alone."""
+        if self._pid != os.getpid():  # a forked child: a lock another thread held at the fork is not ours
+            self._lock = threading.Lock()
+        try:
+            with self._lock:
+                return self._connect().execute(sql, args).fetchall()
+        except UnicodeEncodeError:
+            return None
+        except UntrustedFile as exc:
+            self._refuse(str(exc))
+        except (sqlite3.OperationalError, OSError) as exc:
+            log.debug("Alation lineage: data-source cache %s not readable now: %s", self.path, exc)
+        except sqlite3.DatabaseError as exc:  # not a database, malformed
+            self._refuse(str(exc))
+        return None
 
     def _source(self, row: int, body: Any, code: Any) -> DataSource:
         if not isinstance(body, str) or code != _source_mac(self._key, self.url, row, body):
             raise UntrustedFile(self.path, f"data source row {row} does not verify (altered or planted)")
         return DataSource.from_dict(json.loads(body))
 
+    def _verified(self, rows: list[tuple[Any, ...]]) -> tuple[DataSource, ...] | None:
+        """The data sources of ``(id, body, mac)`` rows; None, the file refused, if one does not verify."""
+        try:
+            return tuple(self._source(*row) for row in rows)
+        except (UntrustedFile, ValueError, TypeError) as exc:
+            self._refuse(str(exc))
+            return None
+
     def sources_at(self, endpoint: Endpoint) -> tuple[DataSource, ...]:
         hit = self._at.get(endpoint)
         if hit is not None or self.broken:
             return hit or ()
         host, port = endpoint
-        try:
-            rows = self._query(
-                "SELECT s.id, s.body, s.mac FROM keys k JOIN sources s ON s.id = k.source "
-                "WHERE k.kind = ? AND k.key = ? AND k.port = ? ORDER BY s.id",
-                (ENDPOINT, host, port),
-            )
-            found = tuple(self._source(*row) for row in rows)
-            if any(endpoint not in source.endpoints for source in found):
-                raise UntrustedFile(self.path, f"a key row for {host}:{port} names a data source without it")
-        except (sqlite3.Error, OSError, ValueError, TypeError) as exc:
-            self._refuse(str(exc))
+        rows = self._query(
+            "SELECT s.id, s.body, s.mac FROM keys k JOIN sources s ON s.id = k.source "
+            "WHERE k.kind = ? AND k.key = ? AND k.port = ? ORDER BY s.id",
+            (ENDPOINT, host, port),
+        )
+        found = self._verified(rows) if rows is not None else None
+        if found is None:
+            return ()
+        if any(endpoint not in source.endpoints for source in found):
+            self._refuse(f"a key row for {host}:{port} names a data source without it")
             return ()
         if len(self._at) < _MEMO_LIMIT:
             self._at[endpoint] = found
@@ -252,12 +275,10 @@ class StoredIndex(EndpointIndex):
     def endpoints_for(self, kind: str, key: str, port: int) -> frozenset[Endpoint]:
         if self.broken:
             return frozenset()
-        try:
-            rows = self._query(
-                "SELECT DISTINCT host FROM keys WHERE kind = ? AND key = ? AND port = ?", (kind, key, port)
-            )
-        except (sqlite3.Error, OSError) as exc:
-            self._refuse(str(exc))
+        rows = self._query(
+            "SELECT DISTINCT host FROM keys WHERE kind = ? AND key = ? AND port = ?", (kind, key, port)
+        )
+        if not rows:
             return frozenset()
         hosts = [row[0] for row in rows]
         if any(not isinstance(host, str) or (kind, key) not in secondary_keys(host) for host in hosts):
@@ -272,12 +293,11 @@ class StoredIndex(EndpointIndex):
     def sources(self) -> tuple[DataSource, ...]:
         """Every data source, read once (listings only: resolution never needs them all)."""
         if self._all is None:
-            try:
-                rows = self._query("SELECT id, body, mac FROM sources ORDER BY id", ())
-                self._all = tuple(self._source(*row) for row in rows)
-            except (sqlite3.Error, OSError, ValueError, TypeError) as exc:
-                self._refuse(str(exc))
+            rows = self._query("SELECT id, body, mac FROM sources ORDER BY id", ())
+            found = self._verified(rows) if rows is not None else None
+            if found is None:
                 return ()
+            self._all = found
         return self._all
 
 

@@ -292,15 +292,29 @@ class DiscoveryCache:
         index: EndpointIndex = store
         if store.parser != PARSER_VERSION:  # written by another version: parse the URIs again
             sources = [DataSource.from_api(source.to_dict(), source.api) for source in store.sources]
+            if store.broken:  # a row did not verify: the file is removed, Alation is read again
+                return None
             index = DataSourceIndex.build(sources)
-            with contextlib.suppress(OSError, sqlite3.Error):
-                self.write(sources, store.fetched_at)
+            with contextlib.suppress(OSError, sqlite3.Error), self.refresh_lock(0) as held:
+                if held:  # every writer holds the lock, so a refresh can sweep what a dead one left
+                    self.write(sources, store.fetched_at)
         _MEMO[str(self.path)] = (signature, store.fetched_at, index)
         return store.fetched_at, index
 
     def writer(self) -> StoreWriter:
         """A new store, put in place by its ``commit`` (OSError when cache_dir is not usable)."""
         return StoreWriter(self.path, self._key(), self.url, PARSER_VERSION)
+
+    def sweep(self) -> int:
+        """Remove the temporary files of refreshes that never finished (their process was killed
+        while it wrote, for as long as Alation took to page). Only under the refresh lock, which
+        every writer holds: no live writer's file is removed. The number removed."""
+        removed = 0
+        for leftover in self.dir.glob(f".{self.path.name}.*.tmp"):
+            with contextlib.suppress(OSError):
+                leftover.unlink()
+                removed += 1
+        return removed
 
     def write(self, sources: Iterable[DataSource], fetched_at: float) -> None:
         with self.writer() as writer:
@@ -497,6 +511,7 @@ def _refresh(
     # Pessimistic, before any request that may hang: replaced by the outcome below (if this process
     # lives to record it), it makes the next processes back off if this one is killed meanwhile.
     cache.record_failure(DiscoveryError(UNFINISHED, "unfinished"), started)
+    cache.sweep()
     try:
         writer = cache.writer()
     except (OSError, sqlite3.Error) as exc:

@@ -304,14 +304,14 @@ class RuleHit:
 #: that do (``\.``): what :func:`literal_prefix` may take as literal text.
 _PLAIN = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-:/@,=%~<>!'\"&; ")
 _ESCAPED = frozenset(".-/:@,=%~#&!'\"<>;_ ")
-_QUANTIFIERS = frozenset("?*+{")
 
 
 def literal_prefix(pattern: str) -> str:
     """The text every match of ``pattern`` (searched in a namespace) must start with: the literal
-    characters after a leading ``^``, up to the first character that is not literal (a character
-    before a quantifier is not counted: ``^ab?`` gives ``a``). ``""`` when there is none, or when a
-    ``|`` could start another branch. Conservative: it may give less than is required, never more.
+    characters after a leading ``^``, but the last one, up to the first character that is not
+    literal (``^ab?c`` and ``^ab(x)`` give ``a``: what follows may quantify ``b``). ``""`` when there
+    is none, or when a ``|`` could start another branch. Conservative: it may give less than is
+    required, never more.
     """
     if not pattern.startswith("^") or "|" in pattern:
         return ""
@@ -326,9 +326,9 @@ def literal_prefix(pattern: str) -> str:
             chars.append(pattern[i + 1])
             i += 2
         else:
-            if char in _QUANTIFIERS and chars:
-                chars.pop()
-            return "".join(chars)
+            # What follows may quantify the last literal: a quantifier, or one after zero-width syntax
+            # (``^ab(?i)?``, ``^ab\\Q\\E?`` make the ``b`` optional in RE2). Dropped at any stop.
+            return "".join(chars[:-1])
     return "".join(chars)
 
 

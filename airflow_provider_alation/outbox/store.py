@@ -105,6 +105,8 @@ class Dropped:
     bytes: int
     #: Entries waiting in ``pending/`` when the caps were checked (-1: not looked at).
     pending: int = -1
+    #: Entries in ``claimed/`` then (the caller's own included; -1: not looked at).
+    claimed: int = -1
 
 
 class Outbox(Protocol):
@@ -317,8 +319,9 @@ class LocalOutbox:
         if not self._ready(create=False):
             return Dropped(0, 0)
         pending, dead, count, total = self._held()
+        held_claims = count - len(pending) - len(dead)
         if count <= self.max_events and total <= self.max_bytes:
-            return Dropped(0, 0, len(pending))  # the common case: one listing, no sorting
+            return Dropped(0, 0, len(pending), held_claims)  # the common case: one listing, no sorting
         waiting = sorted(
             [(_entry_of(n), self.pending / n) for n in pending]
             + [(_entry_of(n), self.dead / n) for n in dead]
