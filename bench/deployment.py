@@ -433,7 +433,11 @@ def sigterm_as_interrupt() -> Iterator[None]:
 
 
 def measure(
-    repeat: int, log: Callable[[str], None], keep_logs: Path | None, disabled: bool = False
+    repeat: int,
+    log: Callable[[str], None],
+    keep_logs: Path | None,
+    disabled: bool = False,
+    warm_ups: int = 1,
 ) -> dict[str, Any]:
     kinds = ("disabled", *KINDS) if disabled else KINDS
     started = time.perf_counter()
@@ -442,7 +446,7 @@ def measure(
     bench = BenchDeployment(log)
     try:
         results["setup_seconds"] = time.perf_counter() - started
-        for kind in kinds:
+        for kind in kinds * warm_ups:
             run = bench.run(kind)
             log(
                 f"  warm-up {KIND_LABEL[kind]}: {run['state']}, {run['requests']} requests, "
@@ -604,6 +608,12 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--repeat", type=int, default=3, help="pairs of runs (stock, Alation), default 3")
+    parser.add_argument(
+        "--warm-ups",
+        type=int,
+        default=1,
+        help="unmeasured runs of each kind first (default 1)",
+    )
     parser.add_argument("--json", action="store_true", help="print the results as JSON instead")
     parser.add_argument(
         "--load", metavar="FILE", help="print the table of a saved --json result, measure nothing"
@@ -627,7 +637,7 @@ def main() -> None:
     os.environ.pop("AIRFLOW_HOME", None)  # the deployment has its own
     try:
         with sigterm_as_interrupt():
-            results = measure(args.repeat, log, args.keep_logs, args.with_disabled)
+            results = measure(args.repeat, log, args.keep_logs, args.with_disabled, args.warm_ups)
     except KeyboardInterrupt as exc:
         print(f"interrupted ({exc or 'Ctrl-C'}); everything stopped and removed", file=sys.stderr)
         sys.exit(130)

@@ -37,3 +37,19 @@ def test_catalogue_benchmark_runs_forked_emitters_against_a_stored_index() -> No
     assert run["refresh"]["file_mib"] > 0
     assert len(run["alation"]) == len(run["baseline"]) == len(run["stock"]) == 3
     assert all(sample["kind"] == "sent" and sample["network"] > 0 for sample in run["alation"])
+
+
+def test_deployment_benchmark_runs_both_transports_on_a_real_deployment() -> None:
+    """bench/deployment.py, one pair without warm-up: the real deployment starts, both transports'
+    runs finish, and each delivers exactly what it should (stock: every START and COMPLETE;
+    AlationTransport: the 20 lineage-bearing COMPLETEs); the bench's own checks found nothing."""
+    done = run_bench("deployment.py", "--repeat", "1", "--warm-ups", "0")
+    assert done.returncode == 0, done.stderr[-3000:]
+    runs = {run["kind"]: run for run in json.loads(done.stdout)["runs"]}
+    assert set(runs) == {"http", "alation"}
+    assert all(run["state"] == "success" and run["problems"] == [] for run in runs.values()), runs
+    assert runs["alation"]["by_type"] == {"COMPLETE TASK": 20} and runs["alation"]["requests"] == 20
+    assert runs["http"]["requests"] > runs["alation"]["requests"]
+    assert runs["alation"]["connection_reads"]["alation_default"] == len(
+        [t for t in runs["alation"]["tasks"].values() if t["worker"]]
+    )
