@@ -726,15 +726,9 @@ def check_dags_in_database(settings: AlationSettings) -> list[CheckLine]:
     ``selective_enable`` and ``emission_policy`` need the DAG objects: the check command tells them."""
     from airflow.providers.common.compat.assets import Asset
 
-    from airflow_provider_alation.lineage.gate import dag_selection_reason
-
     known = _dags_in_database()
     lines = dag_lines(list(known.items()), settings)
-    opted = sorted(
-        dag_id
-        for dag_id, tags in known.items()
-        if dag_selection_reason(dag_id, set(tags), settings.dags, settings.opt_in_tag) is None
-    )
+    opted = _opted_in(known, settings)
     if not opted:
         return lines
     try:
@@ -753,9 +747,19 @@ def check_dags_in_database(settings: AlationSettings) -> list[CheckLine]:
     return lines
 
 
+def _opted_in(known: dict[str, Any], settings: AlationSettings) -> list[str]:
+    """The dag_ids of ``known`` (dag_id -> tags) whose events the settings send, sorted."""
+    from airflow_provider_alation.lineage.gate import dag_selection_reason
+
+    return sorted(
+        dag_id
+        for dag_id, tags in known.items()
+        if dag_selection_reason(dag_id, set(tags), settings.dags, settings.opt_in_tag) is None
+    )
+
+
 def check_dags(settings: AlationSettings) -> list[CheckLine]:
     from airflow_provider_alation.integration.configuration import selective_enable
-    from airflow_provider_alation.lineage.gate import dag_selection_reason
 
     known = _dags_in_database()
     bag = _dag_bag()
@@ -768,11 +772,7 @@ def check_dags(settings: AlationSettings) -> list[CheckLine]:
         disabled = [dag_id for dag_id, dag in bag.dags.items() if not is_dag_lineage_enabled(dag)]
     errors = [Path(path).name for path in sorted(bag.import_errors)]
     lines = dag_lines(list(known.items()), settings, errors, disabled)
-    opted = sorted(
-        dag_id
-        for dag_id, tags in known.items()
-        if dag_selection_reason(dag_id, set(tags), settings.dags, settings.opt_in_tag) is None
-    )
+    opted = _opted_in(known, settings)
     if not opted:
         return lines
     # selective_enable is one of the legacy options the provider translates into emission_policy
