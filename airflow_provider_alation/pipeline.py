@@ -84,7 +84,7 @@ class Pipeline:
         self._forwarded: ForwardedRuns | None = None
         #: Entries waiting in the outbox, and claims not this send's, at the last caps check (-1:
         #: unknown, so a drain looks).
-        self._pending_seen = -1
+        self._waiting_seen = -1
 
     def __repr__(self) -> str:
         return f"<Pipeline {self.settings.endpoint_url}>"
@@ -105,10 +105,10 @@ class Pipeline:
         inside its time budget, as before). Skipped for a task whose DAG is not selected (its events
         are dropped anyway). The rules were compiled when the pipeline was built."""
         settings = self.settings
-        gate.warm_patterns(settings.dags)
-        self._resolver.rules.warm()
+        gate.warm_patterns(settings.dags)  # a dropped event's selection uses them too
         if task is not None and gate.dag_selection_reason(*task[::2], settings.dags, settings.opt_in_tag):
             return
+        self._resolver.rules.warm()
         if not settings.dry_run:
             with contextlib.suppress(OSError):  # reported by the child, when an event needs the outbox
                 self._get_outbox(settings).prepare()
@@ -282,7 +282,7 @@ class Pipeline:
             except OSError as exc:  # the claim goes back to pending after its lease
                 log.warning("Alation lineage: could not settle outbox entry %s: %s", claim.entry, exc)
         self._report_outcome(outcome, job_name, settings, claim is not None)
-        if outcome.kind == "sent" and claim is not None and settings.drain_max_events and self._pending_seen:
+        if outcome.kind == "sent" and claim is not None and settings.drain_max_events and self._waiting_seen:
             # Skipped when the caps check during this send saw nothing waiting and no other claim.
             self._drain(outbox, sender, settings, started, outcome.elapsed)
         return outcome
@@ -400,7 +400,7 @@ class Pipeline:
             return
         # Nothing to drain: nothing pending, and no claim but this send's own (a claim of a killed
         # emitter is put back by the drain's reclaim once its lease is over).
-        self._pending_seen = (
+        self._waiting_seen = (
             -1
             if dropped.pending < 0 or dropped.claimed < 0
             else dropped.pending + max(0, dropped.claimed - 1)

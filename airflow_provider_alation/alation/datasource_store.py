@@ -39,8 +39,7 @@ from airflow_provider_alation.lineage.datasources import (
     EndpointIndex,
     secondary_keys,
 )
-from airflow_provider_alation.outbox.disk import UntrustedFile, kind_of, mac
-from airflow_provider_alation.outbox.disk import _fsync_dir as fsync_dir  # TODO-RENAME
+from airflow_provider_alation.outbox.disk import UntrustedFile, fsync_dir, kind_of, mac
 
 log = logging.getLogger(__name__)
 

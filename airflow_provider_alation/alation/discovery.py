@@ -35,7 +35,7 @@ from urllib.parse import urljoin, urlsplit
 import requests
 
 from airflow_provider_alation.alation import network
-from airflow_provider_alation.alation.datasource_store import StoreWriter, open_store
+from airflow_provider_alation.alation.datasource_store import StoreWriter, open_store, write_store
 from airflow_provider_alation.alation.delivery import (
     TRANSIENT_STATUS,
     USER_AGENT,
@@ -317,9 +317,7 @@ class DiscoveryCache:
         return removed
 
     def write(self, sources: Iterable[DataSource], fetched_at: float) -> None:
-        with self.writer() as writer:
-            writer.add(sources)
-            writer.commit(fetched_at)
+        write_store(self.path, self._key(), self.url, PARSER_VERSION, sources, fetched_at)
         with contextlib.suppress(OSError):
             self.legacy_path.unlink()
 

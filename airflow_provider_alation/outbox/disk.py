@@ -38,7 +38,7 @@ def atomic_write(path: Path, data: bytes) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
 def write_new(path: Path, data: bytes, *, sync: bool = True) -> None:
@@ -76,7 +76,7 @@ def write_new(path: Path, data: bytes, *, sync: bool = True) -> None:
     finally:
         os.close(fd)
     if sync:
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
 
 
 def sync_written(path: Path) -> None:
@@ -87,10 +87,10 @@ def sync_written(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
-def _fsync_dir(directory: Path) -> None:
+def fsync_dir(directory: Path) -> None:
     """Make the rename itself durable (a power loss after it must not lose the new name)."""
     try:
         fd = os.open(directory, os.O_RDONLY)
@@ -271,7 +271,7 @@ def _create_secret(path: Path, size: int) -> None:
         except FileExistsError:
             pass  # another process created it first: everyone uses theirs
         else:
-            _fsync_dir(path.parent)
+            fsync_dir(path.parent)
     finally:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
@@ -330,7 +330,7 @@ def create_marker(path: Path) -> bool:
     except FileExistsError:
         return False
     os.close(fd)
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
     return True
 
 
