@@ -394,6 +394,7 @@ class Pipeline:
             self._enforce_caps(outbox, settings)
 
     def _enforce_caps(self, outbox: LocalOutbox, settings: AlationSettings) -> None:
+        self._waiting_seen = -1  # unknown until this check says otherwise: a drain looks
         try:
             dropped = outbox.enforce_caps()
         except OSError:

@@ -292,8 +292,8 @@ class DiscoveryCache:
         index: EndpointIndex = store
         if store.parser != PARSER_VERSION:  # written by another version: parse the URIs again
             sources = [DataSource.from_api(source.to_dict(), source.api) for source in store.sources]
-            if store.broken:  # a row did not verify: the file is removed, Alation is read again
-                return None
+            if store.broken or len(sources) != store.count:  # a row did not verify (the file is removed),
+                return None  # or the file could not be read now: not rewritten from what was read
             index = DataSourceIndex.build(sources)
             with contextlib.suppress(OSError, sqlite3.Error), self.refresh_lock(0) as held:
                 if held:  # every writer holds the lock, so a refresh can sweep what a dead one left
