@@ -19,6 +19,7 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,18 +49,22 @@ INDEX_RECHECK_SECONDS = 30.0
 DRAIN_SECONDS = 1.0
 #: Less than this left of time_budget after resolving: the event is left in the outbox for replay.
 MIN_SEND_SECONDS = 0.1
+#: Files of sent events removed per send (while its request is in flight, or after it).
+SENT_PURGE_LIMIT = 16
 
 
 @dataclass
 class Admitted:
     """An event past the gate and on disk (``claim``, unless there is no outbox: dry_run, or an
-    unwritable spool_dir), not yet resolved, shaped or sent."""
+    unwritable spool_dir; or ``deferred``: written by :meth:`Pipeline.deliver`), not yet resolved,
+    shaped or sent."""
 
     event: dict[str, Any]
     body: bytes
     job_name: str
     outbox: LocalOutbox | None
     claim: Claim | None
+    deferred: bool = False
 
 
 class Pipeline:
@@ -137,21 +142,30 @@ class Pipeline:
     def run(self, event: Any, started: float, task: gate.TaskOfProcess | None = None) -> Outcome:
         """An event that passed :meth:`precheck`, from selection to settlement, within
         ``time_budget`` counted from ``started`` (the transport's path)."""
-        # Written before anything else happens (a killed process loses nothing); fsynced while the
-        # request is in flight (deliver), so the disk's flush is not added to the round trip.
-        admitted = self.admit(event, task, durable=False)
+        # On disk before the first network attempt (a discovery refresh, or the request), so a killed
+        # process loses nothing: deliver writes it while the delivery thread takes the request up,
+        # and fsyncs it while the request is in flight, so the flush is not added to the round trip.
+        admitted = self.admit(event, task, durable=False, defer_write=True)
         if isinstance(admitted, Outcome):
             return admitted
         return self.deliver(admitted, started)
 
     def admit(
-        self, event: Any, task: gate.TaskOfProcess | None = None, *, durable: bool = True
+        self,
+        event: Any,
+        task: gate.TaskOfProcess | None = None,
+        *,
+        durable: bool = True,
+        defer_write: bool = False,
     ) -> Admitted | Outcome:
         """Selection, then the write-ahead: what an event that passed :meth:`precheck` needs before
         a sender may be told it is safe (the relay answers 2xx here). An :class:`Outcome` when the
         event is not admitted (``skipped``, or dead-lettered because not even JSON can hold it).
         ``durable=False`` (the transport): the entry is written but fsynced by :meth:`deliver`, while
-        its request is in flight."""
+        its request is in flight; ``defer_write`` (the transport): written by :meth:`deliver`, before
+        its first network attempt (a discovery refresh, or the request: never sent before it is on
+        disk), while the delivery thread takes the request up. A streaming run is always written
+        here (its first forwarding is marked after)."""
         settings = self.settings
         reason = gate.selection_reason(
             event, settings.dags, settings.opt_in_tag, settings.skip_job_types, task
@@ -177,11 +191,13 @@ class Pipeline:
                 None, _best_effort_body(event), job_name, settings, "unshapeable", detail
             )
 
-        # Write-ahead before anything that can block or fail (discovery, minting, rules, shaping):
-        # from here on the event is on disk, and a replay resolves and shapes it again if need be.
+        # Write-ahead before anything that can block (a discovery refresh, the request): from then on
+        # the event is on disk, and a replay resolves and shapes it again if need be.
         outbox = None if settings.dry_run else self._get_outbox(settings)
         if outbox is not None and not self.evict and self._at_cap(outbox, len(raw_body)):
             return Outcome("retry", None, "the outbox is at its cap", problem="full")
+        if defer_write and stream_run is None and outbox is not None:
+            return Admitted(raw, raw_body, job_name, outbox, None, deferred=True)
         claim = self._write_ahead(outbox, raw_body, settings, durable) if outbox is not None else None
         # A streaming run is marked after its write-ahead: a process dying in between sends the run
         # twice at worst, never not at all; a run another process forwarded first is withdrawn.
@@ -227,6 +243,9 @@ class Pipeline:
             admitted.outbox,
             admitted.claim,
         )
+        deferred = admitted.deferred and outbox is not None
+        if deferred and not self._resolver_ready(settings):  # a refresh may take a while: on disk first
+            claim, deferred = self._write_ahead(outbox, raw_body, settings, durable=False), False
         try:
             resolver = self._resolver_for(settings, started)
             shaped = shape_event(
@@ -263,14 +282,31 @@ class Pipeline:
             log.info("Alation lineage (dry_run): would POST to %s: %s", settings.endpoint_url, body.decode())
             return Outcome("sent", None, "dry_run")
         left = settings.time_budget - (time.monotonic() - started)
-        if claim is not None and left < MIN_SEND_SECONDS:
-            return self._keep_for_replay(outbox, claim, job_name, settings, left)
+        if (claim is not None or deferred) and left < MIN_SEND_SECONDS:
+            if deferred:
+                claim, deferred = self._write_ahead(outbox, raw_body, settings, durable=False), False
+            if claim is not None:
+                return self._keep_for_replay(outbox, claim, job_name, settings, left)
 
         sender = self._get_sender(settings)
         budget = settings.time_budget - (time.monotonic() - started)
-        on_late = late_settler(outbox, claim, replayed=False) if claim is not None else None
-        finish = functools.partial(self._finish_write_ahead, outbox, claim, settings)
-        outcome = sender.post(body, budget, on_late=on_late, while_sending=finish)
+        entry = _Entry(claim, written=not deferred)
+        write = functools.partial(self._write_ahead, outbox, raw_body, settings, False)
+
+        def first() -> None:  # on disk before the request is sent; the delivery thread wakes meanwhile
+            entry.write_once(write)
+
+        def alongside() -> None:  # while the request is in flight
+            self._finish_write_ahead(outbox, entry.claim, settings)
+            outbox.purge_sent(SENT_PURGE_LIMIT)  # of emitters that exited before removing theirs
+
+        def on_late(outcome: Outcome) -> None:  # set before the request can be abandoned
+            if entry.claim is not None:
+                late_settler(outbox, entry.claim, replayed=False)(outcome)
+
+        outcome = sender.post(body, budget, on_late=on_late, before_sending=first, while_sending=alongside)
+        entry.write_once(write)  # if nothing was sent (the previous request still in flight)
+        claim = entry.claim
         self._finish_write_ahead(outbox, claim, settings)  # if nothing was sent meanwhile
         metrics.timing("send.duration", outcome.elapsed)
         if claim is None:
@@ -278,7 +314,8 @@ class Pipeline:
             metrics.incr("events.sent" if outcome.kind == "sent" else f"events.failed.{problem}")
         elif not outcome.abandoned:
             try:
-                settle(outbox, claim, outcome, replayed=False)
+                if settle(outbox, claim, outcome, replayed=False) == "sent":
+                    sender.run_later(functools.partial(outbox.purge_sent, SENT_PURGE_LIMIT))
             except OSError as exc:  # the claim goes back to pending after its lease
                 log.warning("Alation lineage: could not settle outbox entry %s: %s", claim.entry, exc)
         self._report_outcome(outcome, job_name, settings, claim is not None)
@@ -466,12 +503,17 @@ class Pipeline:
                 self._sender = sender_for(settings, bearer)
             return self._sender
 
+    def _resolver_ready(self, settings: AlationSettings) -> bool:
+        """Whether :meth:`_resolver_for` answers without I/O (no discovery refresh is due)."""
+        return (
+            not settings.discover_datasources
+            or time.monotonic() - self._index_checked_at < INDEX_RECHECK_SECONDS
+        )
+
     def _resolver_for(self, settings: AlationSettings, started: float) -> NamespaceResolver:
         """The resolver, with Alation's data sources when discovery is on (from the disk cache,
         refreshed with at most half of what is left of the time budget)."""
-        if not settings.discover_datasources:
-            return self._resolver
-        if time.monotonic() - self._index_checked_at < INDEX_RECHECK_SECONDS:
+        if self._resolver_ready(settings):
             return self._resolver
         remaining = settings.time_budget - (time.monotonic() - started)
         budget = max(0.0, min(settings.timeout, remaining / 2))
@@ -622,6 +664,18 @@ class Pipeline:
                 outcome.detail,
                 kept,
             )
+
+
+@dataclass
+class _Entry:
+    """The outbox entry of an event being delivered, once written (``claim`` None: it could not be)."""
+
+    claim: Claim | None
+    written: bool
+
+    def write_once(self, write: Callable[[], Claim | None]) -> None:
+        if not self.written:
+            self.claim, self.written = write(), True
 
 
 def _best_effort_body(event: Any) -> bytes:

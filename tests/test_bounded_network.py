@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from airflow_provider_alation.alation import masking
-from airflow_provider_alation.alation.delivery import Sender, late_answer_seconds
+from airflow_provider_alation.alation.delivery import WORKER_IDLE_SECONDS, Sender, late_answer_seconds
 from airflow_provider_alation.alation.discovery import UNFINISHED, load_index
 from airflow_provider_alation.alation.network import OVERALL_TIMEOUT_FACTOR
 from airflow_provider_alation.alation.probe import probe_connection
@@ -181,8 +181,9 @@ def test_sixty_emits_against_a_trickling_tenant_leave_few_threads_and_descriptor
     # deadline watchdog was started by the warm-up emit).
     assert grown_threads <= 4, grown_threads
     assert grown_fds <= 6, grown_fds
-    # The abandoned request ends by its late-answer bound: nothing stays behind.
-    deadline = time.monotonic() + late_answer_seconds(0.5) + 3
+    # The abandoned request ends by its late-answer bound, and the delivery thread once idle for
+    # WORKER_IDLE_SECONDS: nothing stays behind.
+    deadline = time.monotonic() + late_answer_seconds(0.5) + WORKER_IDLE_SECONDS + 3
 
     def delivering() -> bool:
         return any(t.name == "alation-delivery" for t in threading.enumerate())

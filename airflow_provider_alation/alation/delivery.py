@@ -3,7 +3,8 @@
 I/O edge. ``requests`` does the HTTP, ``tenacity`` the retry policy (exponential back-off with
 jitter, ``Retry-After`` honoured, never past the deadline). Because a server that accepts the
 connection and then answers one byte at a time defeats per-socket timeouts, the attempts run in a
-daemon thread and :meth:`Sender.post` stops waiting at the deadline whatever the network does.
+daemon thread (one per Sender, kept between requests) and :meth:`Sender.post` stops waiting at the
+deadline whatever the network does.
 That thread is bounded too (see :mod:`~airflow_provider_alation.alation.network`): its request ends at most
 :func:`late_answer_seconds` after the budget, reading at most 64 KiB of the answer, and a Sender has at
 most one such abandoned request in flight (a later event meanwhile is left in the outbox for replay).
@@ -19,6 +20,8 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
+import queue
 import random
 import threading
 import time
@@ -54,6 +57,8 @@ NETWORK_RETRY_SECONDS = 1.0
 LATE_ANSWER_SECONDS = 10.0
 #: A later event waits at most this share of its budget for the Sender's abandoned request to end.
 INFLIGHT_WAIT_SHARE = 0.5
+#: A Sender's delivery thread ends after this long without work (a later request starts another).
+WORKER_IDLE_SECONDS = 2.0
 T = TypeVar("T")
 
 
@@ -254,8 +259,13 @@ class Sender:
         self._session_factory = session_factory
         self._http: requests.Session | None = None
         self._lock = threading.Lock()
-        #: The delivery thread of the last :meth:`post` (at most one is left running abandoned).
-        self._inflight: threading.Thread | None = None
+        #: The request of the last :meth:`post` (at most one is left running abandoned).
+        self._inflight: _Job | None = None
+        #: The delivery thread (started at the first :meth:`post`, again in a forked child and after
+        #: :data:`WORKER_IDLE_SECONDS` without work) and its queue of work.
+        self._worker: threading.Thread | None = None
+        self._worker_pid = 0
+        self._jobs: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
 
     def __repr__(self) -> str:
         return f"Sender(url={self.url!r}, timeout={self.timeout})"
@@ -272,10 +282,43 @@ class Sender:
         event); True when none is in flight (a process about to exit calls it)."""
         with self._lock:
             inflight = self._inflight
-        if inflight is not None and inflight.is_alive():
-            inflight.join(max(0.0, timeout))
-            return not inflight.is_alive()
-        return True
+        return inflight is None or not inflight.pending() or inflight.done.wait(max(0.0, timeout))
+
+    def run_later(self, work: Callable[[], None]) -> None:
+        """Run ``work`` in the delivery thread after what it is doing (best effort: a process that
+        exits first, such as the OpenLineage provider's forked emitter, never runs it)."""
+        self._submit(work)
+
+    def _submit(self, work: Callable[[], None]) -> None:
+        with self._lock:
+            if self._worker is None or self._worker_pid != os.getpid():  # none yet, or forked
+                self._jobs = queue.SimpleQueue()
+                self._worker = threading.Thread(
+                    target=self._work, args=(self._jobs,), name="alation-delivery", daemon=True
+                )
+                self._worker_pid = os.getpid()
+                self._jobs.put(work)
+                self._worker.start()
+            else:
+                self._jobs.put(work)
+
+    def _work(self, jobs: queue.SimpleQueue[Callable[[], None]]) -> None:
+        """The delivery thread: one thread per Sender and process, kept between requests (starting a
+        thread per request cost ~0.2 ms after an idle wait), ended when idle."""
+        while True:
+            try:
+                work = jobs.get(timeout=WORKER_IDLE_SECONDS)
+            except queue.Empty:
+                with self._lock:  # work is submitted under this lock: none can slip in unseen
+                    if jobs.empty():
+                        if self._jobs is jobs:
+                            self._worker = None
+                        return
+                continue
+            try:
+                work()
+            except Exception:  # never let a job end the thread
+                log.debug("Alation lineage: work of the delivery thread failed", exc_info=True)
 
     def close(self) -> None:
         with self._lock:
@@ -363,8 +406,16 @@ class Sender:
             history.append(outcome)
             return outcome
 
+        first = attempt()
+        if not first.transient:  # sent, or a permanent answer: no retry policy to build
+            return dataclasses.replace(first, attempts=1, elapsed=time.monotonic() - started)
+        seed = [first]  # the policy's first "attempt" is the one made: it then waits, or stops
+
+        def next_attempt() -> Outcome:
+            return seed.pop() if seed else attempt()
+
         retrying = self._retrying(deadline, started)
-        outcome: Outcome = retrying(attempt)
+        outcome: Outcome = retrying(next_attempt)
         attempts = retrying.statistics.get("attempt_number", 1)
         return dataclasses.replace(outcome, attempts=attempts, elapsed=time.monotonic() - started)
 
@@ -374,6 +425,7 @@ class Sender:
         budget: float,
         on_late: Callable[[Outcome], None] | None = None,
         while_sending: Callable[[], None] | None = None,
+        before_sending: Callable[[], None] | None = None,
     ) -> Outcome:
         """Post ``body``, returning within ``budget`` seconds whatever the network does.
 
@@ -382,53 +434,47 @@ class Sender:
         outcome. While that request is in flight, a later call waits for it within its own budget
         (at most :data:`INFLIGHT_WAIT_SHARE` of it), else returns a ``retry`` without sending: one
         abandoned request per Sender at most, so threads and connections do not pile up.
-        ``while_sending`` runs in the calling thread once the request has started (work of the
-        caller's that may overlap the round trip; not run when nothing is sent).
+        ``before_sending`` runs in the calling thread while the delivery thread takes the request
+        up, and the request is sent only once it has returned (the caller's write-ahead: on disk
+        before the first network attempt, without a thread hand-off after it). ``while_sending``
+        runs in the calling thread then, while the request is in flight (work of the caller's that
+        may overlap the round trip). Neither runs when nothing is sent.
         """
         started = time.monotonic()
         deadline = started + budget
         with self._lock:
             previous = self._inflight
-        if previous is not None and previous.is_alive():
-            previous.join(max(0.0, budget * INFLIGHT_WAIT_SHARE))
-            if previous.is_alive():
-                return Outcome(
-                    "retry",
-                    None,
-                    "the previous request to Alation is still waiting for its answer; not sending another "
-                    "one meanwhile",
-                    elapsed=time.monotonic() - started,
-                    problem="timeout",
-                )
-        result: list[Outcome] = []
-        lock = threading.Lock()
-        abandoned = threading.Event()
-
-        def run() -> None:
-            try:
-                outcome = self.post_blocking(body, deadline, late_answer_seconds(self.timeout))
-            except Exception as exc:  # noqa: BLE001 - a sender bug must not escape a daemon thread
-                outcome = Outcome("retry", None, f"unexpected {type(exc).__name__}: {_short(exc)}")
-            with lock:
-                result.append(outcome)
-                late = abandoned.is_set()
-            if late and on_late is not None:
-                on_late(outcome)
-
-        worker = threading.Thread(target=run, name="alation-delivery", daemon=True)
+        waited = budget * INFLIGHT_WAIT_SHARE
+        if previous is not None and previous.pending() and not previous.done.wait(waited):
+            return Outcome(
+                "retry",
+                None,
+                "the previous request to Alation is still waiting for its answer; not sending another "
+                "one meanwhile",
+                elapsed=time.monotonic() - started,
+                problem="timeout",
+            )
+        job = _Job(self, body, deadline, on_late, gated=before_sending is not None)
         with self._lock:
-            self._inflight = worker
-        worker.start()
+            self._inflight = job
+        self._submit(job.run)
+        if before_sending is not None:
+            try:
+                before_sending()
+            except Exception:  # the caller's concern; never the request's
+                log.debug("Alation lineage: work before the request failed", exc_info=True)
+            finally:
+                job.go.set()
         if while_sending is not None:  # the caller's own work, overlapped with the round trip
             try:
                 while_sending()
             except Exception:  # the caller's concern; never the request's
                 log.debug("Alation lineage: work alongside the request failed", exc_info=True)
-        worker.join(max(0.0, deadline - time.monotonic()))
-        with lock:
-            if result:
-                return result[0]
-            abandoned.set()
+        job.done.wait(max(0.0, deadline - time.monotonic()))
+        with job.lock:
+            if job.outcome is not None:
+                return job.outcome
+            job.abandoned = True
         return Outcome(
             "retry",
             None,
@@ -437,3 +483,59 @@ class Sender:
             problem="timeout",
             abandoned=True,
         )
+
+
+class _Job:
+    """One :meth:`Sender.post`: its attempts, run by the delivery thread; its outcome, or, when the
+    caller stopped waiting first (``abandoned``), ``on_late`` called with it."""
+
+    __slots__ = (
+        "abandoned",
+        "body",
+        "deadline",
+        "done",
+        "gated",
+        "go",
+        "lock",
+        "on_late",
+        "outcome",
+        "pid",
+        "sender",
+    )
+
+    def __init__(
+        self,
+        sender: Sender,
+        body: bytes,
+        deadline: float,
+        on_late: Callable[[Outcome], None] | None,
+        gated: bool = False,
+    ) -> None:
+        self.sender, self.body, self.deadline, self.on_late = sender, body, deadline, on_late
+        self.lock = threading.Lock()
+        self.done = threading.Event()
+        #: Set when the request may be sent (``gated``: once the caller's ``before_sending`` returned).
+        self.go = threading.Event()
+        self.gated = gated
+        self.outcome: Outcome | None = None
+        self.abandoned = False
+        self.pid = os.getpid()
+
+    def pending(self) -> bool:
+        """Still in flight (never, in a child forked meanwhile: the thread running it is not there)."""
+        return self.pid == os.getpid() and not self.done.is_set()
+
+    def run(self) -> None:
+        sender = self.sender
+        if self.gated:
+            self.go.wait(max(0.0, self.deadline - time.monotonic()))
+        try:
+            outcome = sender.post_blocking(self.body, self.deadline, late_answer_seconds(sender.timeout))
+        except Exception as exc:  # noqa: BLE001 - a sender bug must not end the delivery thread
+            outcome = Outcome("retry", None, f"unexpected {type(exc).__name__}: {_short(exc)}")
+        with self.lock:
+            self.outcome = outcome
+            late = self.abandoned
+        self.done.set()
+        if late and self.on_late is not None:
+            self.on_late(outcome)

@@ -183,6 +183,9 @@ def replay(
                 summary.stopped = f"{failures_in_a_row} failure(s) in a row, last: {outcome.detail}"
         if on_event is not None:
             on_event(verdict, outcome)
+    purge_sent = getattr(outbox, "purge_sent", None)
+    if purge_sent is not None and summary.sent:  # what this replay delivered, and older leftovers
+        purge_sent()
     summary.quarantined = getattr(outbox, "quarantined", 0) - quarantined_before
     if summary.quarantined:
         metrics.incr("outbox.quarantined", summary.quarantined)

@@ -1,0 +1,184 @@
+"""The sent-event path made cheaper without giving up a guarantee (issue 17, item 3).
+
+- One delivery thread per Sender and process, kept between requests, ended when idle, started anew
+  in a forked child; the request is never sent before the caller's ``before_sending`` (the
+  write-ahead) has returned, even when that raises.
+- A sent entry leaves ``claimed/`` by a rename into ``sent/``, removed later: never listed, counted,
+  claimed or replayed; a planted file there is never followed; a forked emitter that exits before
+  removing its file leaves it for the next send.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from airflow_provider_alation.alation import delivery
+from airflow_provider_alation.alation.delivery import Sender
+from airflow_provider_alation.outbox.replay import replay
+from airflow_provider_alation.outbox.store import LocalOutbox
+from airflow_provider_alation.testing.fake_alation import FakeAlation, Fault
+from tests.support.emitter import distinct_event
+from tests.test_bounded_network import settings, transport
+
+
+def _sender(fake: FakeAlation, token: str, tmp_path: Path) -> Sender:
+    s = settings(fake, token, tmp_path)
+    return Sender(s.endpoint_url, lambda: token, 2, s.verify)
+
+
+def _body() -> bytes:
+    return json.dumps(distinct_event()).encode()
+
+
+def _delivery_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "alation-delivery"]
+
+
+# -- the delivery thread ----------------------------------------------------------------------------
+def test_one_delivery_thread_serves_consecutive_requests_and_ends_when_idle(
+    fake_alation: FakeAlation, token: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(delivery, "WORKER_IDLE_SECONDS", 0.5)
+    sender = _sender(fake_alation, token, tmp_path)
+    seen: list[int] = []
+    for _ in range(3):
+        assert sender.post(_body(), 5).kind == "sent"
+        sender.run_later(lambda: seen.append(threading.get_ident()))
+    deadline = time.monotonic() + 5
+    while len(seen) < 3 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert len(seen) == 3 and len(set(seen)) == 1, seen  # one thread for the three requests
+    (worker,) = [t for t in _delivery_threads() if t.ident == seen[0]]
+    worker.join(5)
+    assert not worker.is_alive(), "an idle delivery thread stays"
+    assert sender.post(_body(), 5).kind == "sent"  # a new one is started for the next request
+    assert len(fake_alation.events) == 4
+
+
+def test_a_forked_child_sends_with_a_thread_of_its_own(
+    fake_alation: FakeAlation, token: str, tmp_path: Path
+) -> None:
+    sender = _sender(fake_alation, token, tmp_path)
+    assert sender.post(_body(), 5).kind == "sent"  # the parent's thread now exists
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            code = 0 if sender.post(_body(), 5).kind == "sent" else 2
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert len(fake_alation.events) == 2
+
+
+def test_nothing_is_sent_before_before_sending_has_returned(
+    fake_alation: FakeAlation, token: str, tmp_path: Path
+) -> None:
+    sender = _sender(fake_alation, token, tmp_path)
+    received_meanwhile: list[int] = []
+
+    def write_ahead() -> None:
+        time.sleep(0.3)  # a slow disk: the delivery thread is ready long before this returns
+        received_meanwhile.append(len(fake_alation.requests))
+
+    outcome = sender.post(_body(), 5, before_sending=write_ahead)
+    assert outcome.kind == "sent" and received_meanwhile == [0]
+
+
+def test_a_before_sending_that_raises_does_not_hold_the_request(
+    fake_alation: FakeAlation, token: str, tmp_path: Path
+) -> None:
+    sender = _sender(fake_alation, token, tmp_path)
+
+    def broken() -> None:
+        raise OSError("disk gone")
+
+    started = time.monotonic()
+    assert sender.post(_body(), 5, before_sending=broken).kind == "sent"
+    assert time.monotonic() - started < 4  # not left waiting for the budget
+
+
+def test_a_transient_first_answer_is_still_retried_after_a_back_off(
+    fake_alation: FakeAlation, token: str, tmp_path: Path
+) -> None:
+    """The first attempt is made without building the retry policy; a 503 still gets the policy's
+    back-off (at least 0.25 s) and a second attempt."""
+    fake_alation.fail_next(Fault(status=503))
+    outcome = _sender(fake_alation, token, tmp_path).post_blocking(_body(), time.monotonic() + 5)
+    assert outcome.kind == "sent" and outcome.attempts == 2 and outcome.elapsed >= 0.25
+    fake_alation.fail_next(Fault(status=400))
+    outcome = _sender(fake_alation, token, tmp_path).post_blocking(_body(), time.monotonic() + 5)
+    assert outcome.kind == "rejected" and outcome.attempts == 1
+
+
+# -- sent/ ------------------------------------------------------------------------------------------
+def test_a_sent_entry_goes_to_sent_and_is_never_seen_again(tmp_path: Path) -> None:
+    outbox = LocalOutbox(tmp_path / "spool")
+    kept = outbox.put(b'{"kept": 1}')
+    outbox.settle(kept, "retry")
+    sent = outbox.put(b'{"sent": 1}')
+    outbox.settle(sent, "sent")
+    assert not sent.path.exists()
+    assert [p.name for p in outbox.sent.iterdir()] == [f"{sent.entry}.sent"]
+    assert [e.state for e in outbox.list()] == ["pending"]
+    assert outbox.usage() == (1, len(b'{"kept": 1}'))
+    assert outbox.counts()["pending"] == 1 and sum(outbox.counts().values()) == 1
+    (claim,) = outbox.claim(10)
+    assert claim.body == b'{"kept": 1}'
+    assert outbox.purge_sent() == 1 and list(outbox.sent.iterdir()) == []
+
+
+def test_purge_removes_only_its_own_files_and_follows_no_link(tmp_path: Path) -> None:
+    outbox = LocalOutbox(tmp_path / "spool")
+    outbox.prepare()
+    precious = tmp_path / "precious.json"
+    precious.write_text("{}")
+    (outbox.sent / "planted.sent").symlink_to(precious)
+    (outbox.sent / "folder.sent").mkdir()
+    (outbox.sent / "notes.txt").write_text("mine")
+    assert outbox.purge_sent() == 1  # the link itself
+    assert precious.read_text() == "{}"
+    assert sorted(p.name for p in outbox.sent.iterdir()) == ["folder.sent", "notes.txt"]
+
+
+def test_a_removed_sent_folder_falls_back_to_removing_the_entry(tmp_path: Path) -> None:
+    outbox = LocalOutbox(tmp_path / "spool")
+    claim = outbox.put(b"{}")
+    outbox.sent.rmdir()
+    outbox.settle(claim, "sent")
+    assert not claim.path.exists() and outbox.list() == []
+    assert outbox.purge_sent() == 0  # no folder: nothing to do, no error
+
+
+def test_a_forked_emitter_leaves_at_most_its_file_and_the_next_send_removes_it(
+    fake_alation: FakeAlation, token: str, tmp_path: Path
+) -> None:
+    """As the OpenLineage provider's child: emit, then os._exit at once (no thread gets to run)."""
+    emitter = transport(fake_alation, token, tmp_path, dags={"include": ["*"]})
+    spool = LocalOutbox(tmp_path / "spool")
+    for _ in range(3):
+        pid = os.fork()
+        if pid == 0:
+            try:
+                outcome = emitter.emit(distinct_event())
+                code = 0 if outcome is not None and outcome.kind == "sent" else 2
+            finally:
+                os._exit(locals().get("code", 1))
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert len(list(spool.sent.iterdir())) <= 1  # each child removed what the one before left
+    assert spool.list() == [] and len(fake_alation.events) == 3
+    assert emitter.emit(distinct_event()).kind == "sent"
+    deadline = time.monotonic() + 5
+    while list(spool.sent.iterdir()) and time.monotonic() < deadline:
+        time.sleep(0.02)  # a long-lived process removes its own file right after the send
+    assert list(spool.sent.iterdir()) == []
+    summary = replay(spool, _sender(fake_alation, token, tmp_path), per_event_budget=5, reclaim=True)
+    assert summary.claimed == 0 and len(fake_alation.events) == 4  # nothing is sent twice
