@@ -65,6 +65,8 @@ class Admitted:
     outbox: LocalOutbox | None
     claim: Claim | None
     deferred: bool = False
+    #: Set by :meth:`Pipeline.deliver`: whether (and where) the event has been written.
+    entry: _Entry | None = None
 
 
 class Pipeline:
@@ -148,7 +150,14 @@ class Pipeline:
         admitted = self.admit(event, task, durable=False, defer_write=True)
         if isinstance(admitted, Outcome):
             return admitted
-        return self.deliver(admitted, started)
+        try:
+            return self.deliver(admitted, started)
+        except Exception:  # a bug before the write (the transport logs it): the event is kept anyway
+            entry = admitted.entry
+            if admitted.deferred and admitted.outbox is not None and (entry is None or not entry.written):
+                with contextlib.suppress(Exception):
+                    self._write_ahead(admitted.outbox, admitted.body, self.settings)
+            raise
 
     def admit(
         self,
@@ -243,11 +252,14 @@ class Pipeline:
             admitted.outbox,
             admitted.claim,
         )
-        deferred = admitted.deferred and outbox is not None
-        if deferred and not self._resolver_ready(settings):  # a refresh may take a while: on disk first
-            claim, deferred = self._write_ahead(outbox, raw_body, settings, durable=False), False
+        entry = admitted.entry = _Entry(claim, written=not (admitted.deferred and outbox is not None))
+        write = functools.partial(self._write_ahead, outbox, raw_body, settings, False)
+        if not self._resolver_ready(settings):  # a refresh may take a while: on disk first
+            entry.write_once(write)
+        claim = entry.claim
         try:
-            resolver = self._resolver_for(settings, started)
+            # No refresh unless written: the recheck interval may end between these two lines.
+            resolver = self._resolver_for(settings, started, may_refresh=entry.written)
             shaped = shape_event(
                 raw,
                 resolver.resolve,
@@ -282,16 +294,13 @@ class Pipeline:
             log.info("Alation lineage (dry_run): would POST to %s: %s", settings.endpoint_url, body.decode())
             return Outcome("sent", None, "dry_run")
         left = settings.time_budget - (time.monotonic() - started)
-        if (claim is not None or deferred) and left < MIN_SEND_SECONDS:
-            if deferred:
-                claim, deferred = self._write_ahead(outbox, raw_body, settings, durable=False), False
-            if claim is not None:
-                return self._keep_for_replay(outbox, claim, job_name, settings, left)
+        if (claim is not None or not entry.written) and left < MIN_SEND_SECONDS:
+            entry.write_once(write)
+            if entry.claim is not None:
+                return self._keep_for_replay(outbox, entry.claim, job_name, settings, left)
 
         sender = self._get_sender(settings)
         budget = settings.time_budget - (time.monotonic() - started)
-        entry = _Entry(claim, written=not deferred)
-        write = functools.partial(self._write_ahead, outbox, raw_body, settings, False)
 
         def first() -> None:  # on disk before the request is sent; the delivery thread wakes meanwhile
             entry.write_once(write)
@@ -510,10 +519,12 @@ class Pipeline:
             or time.monotonic() - self._index_checked_at < INDEX_RECHECK_SECONDS
         )
 
-    def _resolver_for(self, settings: AlationSettings, started: float) -> NamespaceResolver:
+    def _resolver_for(
+        self, settings: AlationSettings, started: float, may_refresh: bool = True
+    ) -> NamespaceResolver:
         """The resolver, with Alation's data sources when discovery is on (from the disk cache,
         refreshed with at most half of what is left of the time budget)."""
-        if self._resolver_ready(settings):
+        if not may_refresh or self._resolver_ready(settings):
             return self._resolver
         remaining = settings.time_budget - (time.monotonic() - started)
         budget = max(0.0, min(settings.timeout, remaining / 2))

@@ -182,3 +182,95 @@ def test_a_forked_emitter_leaves_at_most_its_file_and_the_next_send_removes_it(
     assert list(spool.sent.iterdir()) == []
     summary = replay(spool, _sender(fake_alation, token, tmp_path), per_event_budget=5, reclaim=True)
     assert summary.claimed == 0 and len(fake_alation.events) == 4  # nothing is sent twice
+
+
+# -- what a second reader found in this path --------------------------------------------------------
+def test_a_failure_between_selection_and_the_request_still_leaves_the_event_on_disk(
+    fake_alation: FakeAlation, token: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from airflow_provider_alation.pipeline import Pipeline
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("a bug after admission")
+
+    monkeypatch.setattr(Pipeline, "_report_resolutions", broken)
+    emitter = transport(fake_alation, token, tmp_path, dags={"include": ["*"]})
+    assert emitter.emit(distinct_event()) is None  # logged, never raised
+    assert len(LocalOutbox(tmp_path / "spool").list()) == 1 and fake_alation.events == []
+
+
+def test_a_thread_that_cannot_start_fails_one_request_not_the_sender(
+    fake_alation: FakeAlation, token: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_start = threading.Thread.start
+    failures = [RuntimeError("can't start new thread")]
+
+    def start(self: threading.Thread) -> None:
+        if self.name == "alation-delivery" and failures:
+            raise failures.pop()
+        real_start(self)
+
+    monkeypatch.setattr(threading.Thread, "start", start)
+    sender = _sender(fake_alation, token, tmp_path)
+    first = sender.post(_body(), 2)
+    assert first.kind == "retry" and "could not start the delivery thread" in first.detail
+    started = time.monotonic()
+    assert sender.post(_body(), 2).kind == "sent" and time.monotonic() - started < 1.0
+    assert len(fake_alation.events) == 1
+
+
+def test_wait_idle_returns_once_the_late_answer_has_settled(
+    fake_alation: FakeAlation, token: str, tmp_path: Path
+) -> None:
+    fake_alation.fail_next(Fault(status=200, delay=0.8))  # answered after the budget
+    sender = _sender(fake_alation, token, tmp_path)
+    settled: list[str] = []
+
+    def on_late(outcome: delivery.Outcome) -> None:
+        time.sleep(0.3)  # settling takes a while (a disk)
+        settled.append(outcome.kind)
+
+    assert sender.post(_body(), 0.3, on_late=on_late).abandoned
+    assert sender.wait_idle(10) and len(settled) == 1  # its outcome, whichever it is
+
+
+def test_a_sent_entry_that_cannot_be_renamed_is_removed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+
+    from airflow_provider_alation.outbox import store
+
+    outbox = LocalOutbox(tmp_path / "spool")
+    claim = outbox.put(b"{}")
+    real_rename = os.rename
+
+    def rename(src: object, dst: object) -> None:
+        if str(dst).endswith(".sent"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_rename(src, dst)
+
+    monkeypatch.setattr(store.os, "rename", rename)
+    outbox.settle(claim, "sent")
+    assert not claim.path.exists() and outbox.list() == []
+
+
+def test_no_discovery_refresh_before_the_event_is_written(
+    fake_alation: FakeAlation, token: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The recheck interval ending between deliver's check and the resolver's: no refresh then."""
+    from airflow_provider_alation import pipeline as pipeline_module
+
+    answers = iter([True])  # "no refresh due" at deliver's check, due from then on
+    monkeypatch.setattr(pipeline_module.Pipeline, "_resolver_ready", lambda self, s: next(answers, False))
+    claimed_at_refresh: list[int] = []
+    real_load = pipeline_module.load_index
+
+    def load_index(*args: object, **kwargs: object) -> object:
+        claimed_at_refresh.append(len(list((tmp_path / "spool" / "claimed").glob("*.json"))))
+        return real_load(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline_module, "load_index", load_index)
+    emitter = transport(fake_alation, token, tmp_path, dags={"include": ["*"]}, discover_datasources=True)
+    assert emitter.emit(distinct_event()).kind == "sent"
+    assert all(count >= 1 for count in claimed_at_refresh), claimed_at_refresh

@@ -289,18 +289,23 @@ class Sender:
         exits first, such as the OpenLineage provider's forked emitter, never runs it)."""
         self._submit(work)
 
-    def _submit(self, work: Callable[[], None]) -> None:
+    def _submit(self, work: Callable[[], None], job: _Job | None = None) -> None:
+        """Queue ``work`` for the delivery thread (started if there is none alive in this process);
+        ``job`` becomes the in-flight request in the same step. RuntimeError if no thread can start."""
         with self._lock:
-            if self._worker is None or self._worker_pid != os.getpid():  # none yet, or forked
-                self._jobs = queue.SimpleQueue()
-                self._worker = threading.Thread(
-                    target=self._work, args=(self._jobs,), name="alation-delivery", daemon=True
+            worker = self._worker
+            if worker is None or self._worker_pid != os.getpid() or not worker.is_alive():
+                jobs: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+                jobs.put(work)
+                worker = threading.Thread(
+                    target=self._work, args=(jobs,), name="alation-delivery", daemon=True
                 )
-                self._worker_pid = os.getpid()
-                self._jobs.put(work)
-                self._worker.start()
+                worker.start()  # raises (e.g. at a container's pids limit): nothing is left registered
+                self._jobs, self._worker, self._worker_pid = jobs, worker, os.getpid()
             else:
                 self._jobs.put(work)
+            if job is not None:
+                self._inflight = job
 
     def _work(self, jobs: queue.SimpleQueue[Callable[[], None]]) -> None:
         """The delivery thread: one thread per Sender and process, kept between requests (starting a
@@ -455,9 +460,10 @@ class Sender:
                 problem="timeout",
             )
         job = _Job(self, body, deadline, on_late, gated=before_sending is not None)
-        with self._lock:
-            self._inflight = job
-        self._submit(job.run)
+        try:
+            self._submit(job.run, job)
+        except RuntimeError as exc:
+            return Outcome("retry", None, f"could not start the delivery thread: {_short(exc)}")
         if before_sending is not None:
             try:
                 before_sending()
@@ -536,6 +542,8 @@ class _Job:
         with self.lock:
             self.outcome = outcome
             late = self.abandoned
-        self.done.set()
-        if late and self.on_late is not None:
-            self.on_late(outcome)
+        try:
+            if late and self.on_late is not None:
+                self.on_late(outcome)  # settled before ``done``: wait_idle then means settled
+        finally:
+            self.done.set()

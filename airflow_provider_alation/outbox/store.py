@@ -120,7 +120,8 @@ class Outbox(Protocol):
         """Claim up to ``limit`` entries, oldest first, or exactly ``entries`` (those still there)."""
 
     def settle(self, claim: Claim, verdict: Verdict, reason: dict[str, object] | None = None) -> None:
-        """``sent``: remove; ``retry``: back where it came from; ``dead``: to the dead letters."""
+        """``sent``: out of the outbox (at once; its file may be removed later); ``retry``: back where it
+        came from; ``dead``: to the dead letters."""
 
     def list(self, state: State | None = None) -> list[EntryInfo]:
         """Every entry (of one state), oldest first."""
@@ -536,10 +537,8 @@ class LocalOutbox:
         when the claim is gone (reclaimed by another process)."""
         try:
             os.rename(claim.path, self.sent / f"{claim.entry}.sent")
-        except FileNotFoundError:
-            if self.sent.is_dir():
-                raise
-            claim.path.unlink()  # sent/ removed since it was checked: as before it existed
+        except OSError:  # sent/ removed, not writable, a full disk...: removed here, as it used to be
+            claim.path.unlink()  # FileNotFoundError if the claim itself is gone
 
     def purge_sent(self, limit: int | None = None) -> int:
         """Remove what :meth:`settle` moved to ``sent/`` (at most ``limit`` files): right after a send
