@@ -49,8 +49,10 @@ INDEX_RECHECK_SECONDS = 30.0
 DRAIN_SECONDS = 1.0
 #: Less than this left of time_budget after resolving: the event is left in the outbox for replay.
 MIN_SEND_SECONDS = 0.1
-#: Files of sent events removed per send (while its request is in flight, or after it).
-SENT_PURGE_LIMIT = 16
+#: Files of sent events removed while a request is in flight (usually the one file a forked emitter
+#: before this one left), and after a send by the delivery thread of a long-lived process.
+SENT_PURGE_WHILE_SENDING = 4
+SENT_PURGE_AFTER = 64
 
 
 @dataclass
@@ -307,7 +309,7 @@ class Pipeline:
 
         def alongside() -> None:  # while the request is in flight
             self._finish_write_ahead(outbox, entry.claim, settings)
-            outbox.purge_sent(SENT_PURGE_LIMIT)  # of emitters that exited before removing theirs
+            outbox.purge_sent(SENT_PURGE_WHILE_SENDING)  # of emitters that exited before removing theirs
 
         def on_late(outcome: Outcome) -> None:  # set before the request can be abandoned
             if entry.claim is not None:
@@ -324,7 +326,7 @@ class Pipeline:
         elif not outcome.abandoned:
             try:
                 if settle(outbox, claim, outcome, replayed=False) == "sent":
-                    sender.run_later(functools.partial(outbox.purge_sent, SENT_PURGE_LIMIT))
+                    sender.run_later(functools.partial(outbox.purge_sent, SENT_PURGE_AFTER))
             except OSError as exc:  # the claim goes back to pending after its lease
                 log.warning("Alation lineage: could not settle outbox entry %s: %s", claim.entry, exc)
         self._report_outcome(outcome, job_name, settings, claim is not None)
@@ -685,8 +687,10 @@ class _Entry:
     written: bool
 
     def write_once(self, write: Callable[[], Claim | None]) -> None:
+        """Write the entry unless it was (or its writing failed: never again after the request)."""
         if not self.written:
-            self.claim, self.written = write(), True
+            self.written = True
+            self.claim = write()
 
 
 def _best_effort_body(event: Any) -> bytes:

@@ -274,3 +274,37 @@ def test_no_discovery_refresh_before_the_event_is_written(
     emitter = transport(fake_alation, token, tmp_path, dags={"include": ["*"]}, discover_datasources=True)
     assert emitter.emit(distinct_event()).kind == "sent"
     assert all(count >= 1 for count in claimed_at_refresh), claimed_at_refresh
+
+
+def test_a_sender_forked_while_another_thread_holds_its_lock_still_sends_in_the_child(
+    fake_alation: FakeAlation, token: str, tmp_path: Path
+) -> None:
+    sender = _sender(fake_alation, token, tmp_path)
+    assert sender.post(_body(), 5).kind == "sent"
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with sender._lock:
+            held.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    assert held.wait(5)
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            code = 0 if sender.post(_body(), 3).kind == "sent" else 2
+        finally:
+            os._exit(code)
+    release.set()
+    holder.join()
+    deadline = time.monotonic() + 15
+    while (done := os.waitpid(pid, os.WNOHANG)) == (0, 0) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if done == (0, 0):
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+        pytest.fail("the child deadlocked on a lock held at the fork")
+    assert os.waitstatus_to_exitcode(done[1]) == 0 and len(fake_alation.events) == 2

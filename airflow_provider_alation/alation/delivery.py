@@ -25,6 +25,7 @@ import queue
 import random
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
@@ -266,6 +267,14 @@ class Sender:
         self._worker: threading.Thread | None = None
         self._worker_pid = 0
         self._jobs: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+        _SENDERS.add(self)
+
+    def _after_fork(self) -> None:
+        """In a forked child: no lock another thread held at the fork, no delivery thread or request
+        of the parent's, no pooled connection shared with it (its TLS state is the parent's)."""
+        self._lock = threading.Lock()
+        self._worker, self._inflight, self._http = None, None, None
+        self._jobs = queue.SimpleQueue()
 
     def __repr__(self) -> str:
         return f"Sender(url={self.url!r}, timeout={self.timeout})"
@@ -489,6 +498,17 @@ class Sender:
             problem="timeout",
             abandoned=True,
         )
+
+
+_SENDERS: weakref.WeakSet[Sender] = weakref.WeakSet()
+
+
+def _reset_senders_after_fork() -> None:
+    for sender in list(_SENDERS):
+        sender._after_fork()
+
+
+os.register_at_fork(after_in_child=_reset_senders_after_fork)
 
 
 class _Job:
