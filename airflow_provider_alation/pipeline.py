@@ -3,9 +3,12 @@
     selection -> write-ahead (outbox) -> resolve -> shape -> deliver -> settle -> drain
 
 :class:`AlationTransport` runs it per event inside ``emit`` (the first gate step, which needs no
-settings, is the transport's); the relay runs it for events OpenLineage senders POST. Nothing that
-can block or fail (discovery, minting, rule evaluation, shaping, the network) comes before the
-write-ahead, so an event that passed the gate is on disk first; every failure after it leaves the
+settings, is the transport's); the relay runs it for events OpenLineage senders POST. No network
+attempt (a discovery refresh, minting, the request) comes before the write-ahead, so an event that
+passed the gate is on disk first. The relay writes it before anything else (it answers 202 then);
+the transport after resolving and shaping in memory (no network: a refresh due is preceded by the
+write), while its delivery thread takes the request up; an event those fail on goes to the dead
+letters, and any other failure before the write writes it. Every failure after it leaves the
 event in the outbox or the dead letters with its reason. Reporting (one line per namespace per
 process, one per setup problem) lives here too.
 """
@@ -326,7 +329,8 @@ class Pipeline:
         elif not outcome.abandoned:
             try:
                 if settle(outbox, claim, outcome, replayed=False) == "sent":
-                    sender.run_later(functools.partial(outbox.purge_sent, SENT_PURGE_AFTER))
+                    with contextlib.suppress(RuntimeError):  # no thread to run it: a later send does
+                        sender.run_later(functools.partial(outbox.purge_sent, SENT_PURGE_AFTER))
             except OSError as exc:  # the claim goes back to pending after its lease
                 log.warning("Alation lineage: could not settle outbox entry %s: %s", claim.entry, exc)
         self._report_outcome(outcome, job_name, settings, claim is not None)
@@ -354,7 +358,11 @@ class Pipeline:
             self._finish_write_ahead(outbox, claim, settings)
             reason = {"problem": problem, "detail": detail, "job": job_name}
             try:
-                outbox.settle(claim if claim is not None else outbox.put(body), "dead", reason)
+                if claim is None:  # not written yet (deferred, or not serialisable): written now
+                    claim = outbox.put(body)
+                    if self.evict:
+                        self._enforce_caps(outbox, settings)
+                outbox.settle(claim, "dead", reason)
                 where = f"in the dead letters in {settings.spool_dir}/dead"
             except OSError as exc:
                 where = f"not kept: the outbox is not writable ({printable(exc, 200)})"

@@ -1,7 +1,8 @@
 """The sent-event path made cheaper without giving up a guarantee (issue 17, item 3).
 
-- One delivery thread per Sender and process, kept between requests, ended when idle, started anew
-  in a forked child; the request is never sent before the caller's ``before_sending`` (the
+- Delivery threads kept between requests (one per request in flight: concurrent callers such as the
+  relay's delivery threads never queue behind each other), ended when idle, started anew in a
+  forked child; the request is never sent before the caller's ``before_sending`` (the
   write-ahead) has returned, even when that raises.
 - A sent entry leaves ``claimed/`` by a rename into ``sent/``, removed later: never listed, counted,
   claimed or replayed; a planted file there is never followed; a forked emitter that exits before
@@ -47,12 +48,12 @@ def test_one_delivery_thread_serves_consecutive_requests_and_ends_when_idle(
     monkeypatch.setattr(delivery, "WORKER_IDLE_SECONDS", 0.5)
     sender = _sender(fake_alation, token, tmp_path)
     seen: list[int] = []
-    for _ in range(3):
+    for n in range(1, 4):
         assert sender.post(_body(), 5).kind == "sent"
-        sender.run_later(lambda: seen.append(threading.get_ident()))
-    deadline = time.monotonic() + 5
-    while len(seen) < 3 and time.monotonic() < deadline:
-        time.sleep(0.01)
+        sender.run_later(lambda: seen.append(threading.get_ident()))  # by the thread that sent
+        deadline = time.monotonic() + 5
+        while len(seen) < n and time.monotonic() < deadline:
+            time.sleep(0.01)
     assert len(seen) == 3 and len(set(seen)) == 1, seen  # one thread for the three requests
     (worker,) = [t for t in _delivery_threads() if t.ident == seen[0]]
     worker.join(5)
@@ -308,3 +309,28 @@ def test_a_sender_forked_while_another_thread_holds_its_lock_still_sends_in_the_
         os.waitpid(pid, 0)
         pytest.fail("the child deadlocked on a lock held at the fork")
     assert os.waitstatus_to_exitcode(done[1]) == 0 and len(fake_alation.events) == 2
+
+
+def test_concurrent_requests_do_not_wait_behind_each_other(
+    fake_alation: FakeAlation, token: str, tmp_path: Path
+) -> None:
+    """The relay's delivery threads share a Sender: three requests answered after 0.4 s each, with
+    a 1 s budget, all delivered within it (queued behind one thread, the third would run out of
+    time after Alation accepted it, and a replay would send it again)."""
+    fake_alation.answer_delay = 0.4
+    sender = _sender(fake_alation, token, tmp_path)
+    assert sender.post(_body(), 5).kind == "sent"  # warm: the connection, the first thread
+    barrier = threading.Barrier(3)
+    outcomes: list[delivery.Outcome] = []
+
+    def post() -> None:
+        barrier.wait(5)
+        outcomes.append(sender.post(_body(), 1.0))
+
+    callers = [threading.Thread(target=post) for _ in range(3)]
+    for caller in callers:
+        caller.start()
+    for caller in callers:
+        caller.join(10)
+    assert sorted(o.kind for o in outcomes) == ["sent"] * 3, outcomes
+    assert len(fake_alation.events) == 4

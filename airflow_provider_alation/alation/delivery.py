@@ -3,8 +3,8 @@
 I/O edge. ``requests`` does the HTTP, ``tenacity`` the retry policy (exponential back-off with
 jitter, ``Retry-After`` honoured, never past the deadline). Because a server that accepts the
 connection and then answers one byte at a time defeats per-socket timeouts, the attempts run in a
-daemon thread (one per Sender, kept between requests) and :meth:`Sender.post` stops waiting at the
-deadline whatever the network does.
+daemon thread (one per request in flight, kept between requests) and :meth:`Sender.post` stops
+waiting at the deadline whatever the network does.
 That thread is bounded too (see :mod:`~airflow_provider_alation.alation.network`): its request ends at most
 :func:`late_answer_seconds` after the budget, reading at most 64 KiB of the answer, and a Sender has at
 most one such abandoned request in flight (a later event meanwhile is left in the outbox for replay).
@@ -262,19 +262,19 @@ class Sender:
         self._lock = threading.Lock()
         #: The request of the last :meth:`post` (at most one is left running abandoned).
         self._inflight: _Job | None = None
-        #: The delivery thread (started at the first :meth:`post`, again in a forked child and after
-        #: :data:`WORKER_IDLE_SECONDS` without work) and its queue of work.
-        self._worker: threading.Thread | None = None
-        self._worker_pid = 0
-        self._jobs: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+        #: Delivery threads: one per request in flight, kept between requests (waiting here), ended
+        #: after :data:`WORKER_IDLE_SECONDS` without work; :meth:`run_later` work left for a busy one.
+        self._idle: list[_Worker] = []
+        self._busy = 0
+        self._later: list[Callable[[], None]] = []
         _SENDERS.add(self)
 
     def _after_fork(self) -> None:
         """In a forked child: no lock another thread held at the fork, no delivery thread or request
         of the parent's, no pooled connection shared with it (its TLS state is the parent's)."""
         self._lock = threading.Lock()
-        self._worker, self._inflight, self._http = None, None, None
-        self._jobs = queue.SimpleQueue()
+        self._inflight, self._http = None, None
+        self._idle, self._busy, self._later = [], 0, []
 
     def __repr__(self) -> str:
         return f"Sender(url={self.url!r}, timeout={self.timeout})"
@@ -294,45 +294,52 @@ class Sender:
         return inflight is None or not inflight.pending() or inflight.done.wait(max(0.0, timeout))
 
     def run_later(self, work: Callable[[], None]) -> None:
-        """Run ``work`` in the delivery thread after what it is doing (best effort: a process that
-        exits first, such as the OpenLineage provider's forked emitter, never runs it)."""
+        """Run ``work`` in a delivery thread once it is free (best effort: a process that exits
+        first, such as the OpenLineage provider's forked emitter, never runs it)."""
+        with self._lock:
+            if self._busy:  # the thread finishing a request runs it next (no thread started for it)
+                self._later.append(work)
+                return
         self._submit(work)
 
     def _submit(self, work: Callable[[], None], job: _Job | None = None) -> None:
-        """Queue ``work`` for the delivery thread (started if there is none alive in this process);
-        ``job`` becomes the in-flight request in the same step. RuntimeError if no thread can start."""
+        """Give ``work`` to a waiting delivery thread, or start one; ``job`` becomes the in-flight
+        request in the same step. RuntimeError if no thread can start (nothing is then registered)."""
         with self._lock:
-            worker = self._worker
-            if worker is None or self._worker_pid != os.getpid() or not worker.is_alive():
-                jobs: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
-                jobs.put(work)
-                worker = threading.Thread(
-                    target=self._work, args=(jobs,), name="alation-delivery", daemon=True
-                )
-                worker.start()  # raises (e.g. at a container's pids limit): nothing is left registered
-                self._jobs, self._worker, self._worker_pid = jobs, worker, os.getpid()
+            if self._idle:
+                self._idle.pop().jobs.put(work)
             else:
-                self._jobs.put(work)
+                worker = _Worker()
+                threading.Thread(
+                    target=self._work, args=(worker, work), name="alation-delivery", daemon=True
+                ).start()
+            self._busy += 1
             if job is not None:
                 self._inflight = job
 
-    def _work(self, jobs: queue.SimpleQueue[Callable[[], None]]) -> None:
-        """The delivery thread: one thread per Sender and process, kept between requests (starting a
-        thread per request cost ~0.2 ms after an idle wait), ended when idle."""
+    def _work(self, worker: _Worker, work: Callable[[], None]) -> None:
+        """A delivery thread: runs its work, then what :meth:`run_later` left, then waits for more
+        (starting a thread per request cost ~0.2 ms after an idle wait); ends when idle. Concurrent
+        callers (the relay's delivery threads) each get a thread: no request waits behind another."""
         while True:
-            try:
-                work = jobs.get(timeout=WORKER_IDLE_SECONDS)
-            except queue.Empty:
-                with self._lock:  # work is submitted under this lock: none can slip in unseen
-                    if jobs.empty():
-                        if self._jobs is jobs:
-                            self._worker = None
-                        return
-                continue
             try:
                 work()
             except Exception:  # never let a job end the thread
                 log.debug("Alation lineage: work of the delivery thread failed", exc_info=True)
+            with self._lock:
+                if self._later:
+                    work = self._later.pop(0)
+                    continue
+                self._busy -= 1
+                self._idle.append(worker)
+            try:
+                work = worker.jobs.get(timeout=WORKER_IDLE_SECONDS)
+            except queue.Empty:
+                with self._lock:  # work is handed over under this lock: none can slip in unseen
+                    if worker in self._idle:
+                        self._idle.remove(worker)
+                        return
+                work = worker.jobs.get()  # handed some just now: it is already queued
 
     def close(self) -> None:
         with self._lock:
@@ -511,6 +518,15 @@ def _reset_senders_after_fork() -> None:
 os.register_at_fork(after_in_child=_reset_senders_after_fork)
 
 
+class _Worker:
+    """A delivery thread's own queue (a thread is handed work only while it waits)."""
+
+    __slots__ = ("jobs",)
+
+    def __init__(self) -> None:
+        self.jobs: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+
+
 class _Job:
     """One :meth:`Sender.post`: its attempts, run by the delivery thread; its outcome, or, when the
     caller stopped waiting first (``abandoned``), ``on_late`` called with it."""
@@ -555,8 +571,13 @@ class _Job:
         sender = self.sender
         if self.gated:
             self.go.wait(max(0.0, self.deadline - time.monotonic()))
+        with self.lock:
+            given_up = self.abandoned
         try:
-            outcome = sender.post_blocking(self.body, self.deadline, late_answer_seconds(sender.timeout))
+            if given_up:  # the caller stopped waiting before it could start: not sent, kept
+                outcome = Outcome("retry", None, "not sent: no time left to start", problem="timeout")
+            else:
+                outcome = sender.post_blocking(self.body, self.deadline, late_answer_seconds(sender.timeout))
         except Exception as exc:  # noqa: BLE001 - a sender bug must not end the delivery thread
             outcome = Outcome("retry", None, f"unexpected {type(exc).__name__}: {_short(exc)}")
         with self.lock:

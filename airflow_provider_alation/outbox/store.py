@@ -544,13 +544,14 @@ class LocalOutbox:
         """Remove what :meth:`settle` moved to ``sent/`` (at most ``limit`` files): right after a send
         in a long-lived process, else while a later request is in flight, or by a replay. Returns how
         many were removed; never raises."""
-        removed = 0
+        removed = tried = 0
         try:
             with os.scandir(self.sent) as entries:
                 for e in entries:
-                    if limit is not None and removed >= limit:
+                    if limit is not None and tried >= limit:  # tried: another process may be purging
                         break
                     if e.name.endswith(".sent"):
+                        tried += 1
                         with contextlib.suppress(OSError):  # removed by another process meanwhile
                             os.unlink(e.path)
                             removed += 1
