@@ -334,3 +334,46 @@ def test_concurrent_requests_do_not_wait_behind_each_other(
         caller.join(10)
     assert sorted(o.kind for o in outcomes) == ["sent"] * 3, outcomes
     assert len(fake_alation.events) == 4
+
+
+def test_a_caller_arriving_while_another_request_is_answered_does_not_wait_for_it(
+    fake_alation: FakeAlation, token: str, tmp_path: Path
+) -> None:
+    """Only an abandoned request holds the next one back; one still within its budget does not."""
+    fake_alation.answer_delay = 0.7
+    sender = _sender(fake_alation, token, tmp_path)
+    outcomes: dict[str, delivery.Outcome] = {}
+    first = threading.Thread(target=lambda: outcomes.__setitem__("a", sender.post(_body(), 1.5)))
+    first.start()
+    time.sleep(0.1)
+    outcomes["b"] = sender.post(_body(), 1.0)  # would wait up to 0.5 s for "a", then give up
+    first.join(10)
+    assert outcomes["a"].kind == "sent" and outcomes["b"].kind == "sent", outcomes
+
+
+def test_wait_idle_waits_for_every_abandoned_request_not_only_the_last(
+    fake_alation: FakeAlation, token: str, tmp_path: Path
+) -> None:
+    sender = _sender(fake_alation, token, tmp_path)
+    assert sender.post(_body(), 5).kind == "sent"  # warm
+    fake_alation.fail_next(Fault(status=200, delay=0.8))  # the first of the two: late
+    settled: list[str] = []
+
+    def on_late(outcome: delivery.Outcome) -> None:
+        time.sleep(0.2)
+        settled.append(outcome.kind)
+
+    barrier = threading.Barrier(2)
+    outcomes: list[delivery.Outcome] = []
+
+    def post() -> None:
+        barrier.wait(5)
+        outcomes.append(sender.post(_body(), 0.4, on_late=on_late))
+
+    callers = [threading.Thread(target=post) for _ in range(2)]
+    for caller in callers:
+        caller.start()
+    for caller in callers:
+        caller.join(10)
+    assert sorted(o.abandoned for o in outcomes) == [False, True], outcomes
+    assert sender.wait_idle(10) and len(settled) == 1

@@ -260,8 +260,8 @@ class Sender:
         self._session_factory = session_factory
         self._http: requests.Session | None = None
         self._lock = threading.Lock()
-        #: The request of the last :meth:`post` (at most one is left running abandoned).
-        self._inflight: _Job | None = None
+        #: Requests submitted and not ended (a later :meth:`post` waits for an abandoned one).
+        self._pending: set[_Job] = set()
         #: Delivery threads: one per request in flight, kept between requests (waiting here), ended
         #: after :data:`WORKER_IDLE_SECONDS` without work; :meth:`run_later` work left for a busy one.
         self._idle: list[_Worker] = []
@@ -273,7 +273,7 @@ class Sender:
         """In a forked child: no lock another thread held at the fork, no delivery thread or request
         of the parent's, no pooled connection shared with it (its TLS state is the parent's)."""
         self._lock = threading.Lock()
-        self._inflight, self._http = None, None
+        self._pending, self._http = set(), None
         self._idle, self._busy, self._later = [], 0, []
 
     def __repr__(self) -> str:
@@ -287,17 +287,25 @@ class Sender:
             return self._http
 
     def wait_idle(self, timeout: float) -> bool:
-        """Wait up to ``timeout`` for an abandoned request to get its late answer (and settle its
-        event); True when none is in flight (a process about to exit calls it)."""
+        """Wait up to ``timeout`` for the requests in flight (abandoned ones: until their late answer
+        has settled their event); True when none is left (a process about to exit calls it)."""
+        return self._wait_for(lambda job: True, timeout)
+
+    def _wait_for(self, which: Callable[[_Job], bool], timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
         with self._lock:
-            inflight = self._inflight
-        return inflight is None or not inflight.pending() or inflight.done.wait(max(0.0, timeout))
+            jobs = [job for job in self._pending if which(job)]
+        return all(job.done.wait(max(0.0, deadline - time.monotonic())) for job in jobs)
+
+    def _ended(self, job: _Job) -> None:
+        with self._lock:
+            self._pending.discard(job)
 
     def run_later(self, work: Callable[[], None]) -> None:
         """Run ``work`` in a delivery thread once it is free (best effort: a process that exits
         first, such as the OpenLineage provider's forked emitter, never runs it)."""
         with self._lock:
-            if self._busy:  # the thread finishing a request runs it next (no thread started for it)
+            if self._busy > 0:  # the thread finishing a request runs it next (no thread started for it)
                 self._later.append(work)
                 return
         self._submit(work)
@@ -306,16 +314,23 @@ class Sender:
         """Give ``work`` to a waiting delivery thread, or start one; ``job`` becomes the in-flight
         request in the same step. RuntimeError if no thread can start (nothing is then registered)."""
         with self._lock:
-            if self._idle:
-                self._idle.pop().jobs.put(work)
-            else:
-                worker = _Worker()
-                threading.Thread(
-                    target=self._work, args=(worker, work), name="alation-delivery", daemon=True
-                ).start()
             self._busy += 1
             if job is not None:
-                self._inflight = job
+                self._pending.add(job)
+            if self._idle:
+                self._idle.pop().jobs.put(work)
+                return
+            thread = threading.Thread(
+                target=self._work, args=(_Worker(), work), name="alation-delivery", daemon=True
+            )
+            try:
+                thread.start()
+            except BaseException:
+                if thread.ident is None:  # it never ran: nothing to count (else it counts itself down)
+                    self._busy -= 1
+                    if job is not None:
+                        self._pending.discard(job)
+                raise
 
     def _work(self, worker: _Worker, work: Callable[[], None]) -> None:
         """A delivery thread: runs its work, then what :meth:`run_later` left, then waits for more
@@ -326,6 +341,10 @@ class Sender:
                 work()
             except Exception:  # never let a job end the thread
                 log.debug("Alation lineage: work of the delivery thread failed", exc_info=True)
+            except BaseException:  # the thread ends (SystemExit...): not busy any more
+                with self._lock:
+                    self._busy -= 1
+                raise
             with self._lock:
                 if self._later:
                     work = self._later.pop(0)
@@ -454,7 +473,8 @@ class Sender:
         a daemon thread, for at most :func:`late_answer_seconds`; ``on_late`` is called with its
         outcome. While that request is in flight, a later call waits for it within its own budget
         (at most :data:`INFLIGHT_WAIT_SHARE` of it), else returns a ``retry`` without sending: one
-        abandoned request per Sender at most, so threads and connections do not pile up.
+        abandoned request per Sender at most (per concurrent caller), so threads and connections do
+        not pile up. Requests of concurrent callers (the relay's) run side by side.
         ``before_sending`` runs in the calling thread while the delivery thread takes the request
         up, and the request is sent only once it has returned (the caller's write-ahead: on disk
         before the first network attempt, without a thread hand-off after it). ``while_sending``
@@ -463,10 +483,9 @@ class Sender:
         """
         started = time.monotonic()
         deadline = started + budget
-        with self._lock:
-            previous = self._inflight
-        waited = budget * INFLIGHT_WAIT_SHARE
-        if previous is not None and previous.pending() and not previous.done.wait(waited):
+        # Requests abandoned at the end of their budget (still waiting for a late answer): a new one
+        # waits for them, at most a share of its budget, so that they do not pile up.
+        if not self._wait_for(lambda job: job.abandoned, budget * INFLIGHT_WAIT_SHARE):
             return Outcome(
                 "retry",
                 None,
@@ -541,7 +560,6 @@ class _Job:
         "lock",
         "on_late",
         "outcome",
-        "pid",
         "sender",
     )
 
@@ -561,11 +579,6 @@ class _Job:
         self.gated = gated
         self.outcome: Outcome | None = None
         self.abandoned = False
-        self.pid = os.getpid()
-
-    def pending(self) -> bool:
-        """Still in flight (never, in a child forked meanwhile: the thread running it is not there)."""
-        return self.pid == os.getpid() and not self.done.is_set()
 
     def run(self) -> None:
         sender = self.sender
@@ -588,3 +601,4 @@ class _Job:
                 self.on_late(outcome)  # settled before ``done``: wait_idle then means settled
         finally:
             self.done.set()
+            self.sender._ended(self)
