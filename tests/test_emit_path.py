@@ -37,6 +37,19 @@ def _body() -> bytes:
     return json.dumps(distinct_event()).encode()
 
 
+def _fork_posting(sender: Sender, budget: float) -> int:
+    """A child that posts one event with ``sender`` and exits 0 if it was sent (as the provider's
+    forked emitter: ``os._exit`` at once); its pid."""
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            code = 0 if sender.post(_body(), budget).kind == "sent" else 2
+        finally:
+            os._exit(code)
+    return pid
+
+
 def _delivery_threads() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name == "alation-delivery"]
 
@@ -67,14 +80,7 @@ def test_a_forked_child_sends_with_a_thread_of_its_own(
 ) -> None:
     sender = _sender(fake_alation, token, tmp_path)
     assert sender.post(_body(), 5).kind == "sent"  # the parent's thread now exists
-    pid = os.fork()
-    if pid == 0:
-        code = 1
-        try:
-            code = 0 if sender.post(_body(), 5).kind == "sent" else 2
-        finally:
-            os._exit(code)
-    _, status = os.waitpid(pid, 0)
+    _, status = os.waitpid(_fork_posting(sender, 5), 0)
     assert os.waitstatus_to_exitcode(status) == 0
     assert len(fake_alation.events) == 2
 
@@ -292,13 +298,7 @@ def test_a_sender_forked_while_another_thread_holds_its_lock_still_sends_in_the_
     holder = threading.Thread(target=hold)
     holder.start()
     assert held.wait(5)
-    pid = os.fork()
-    if pid == 0:
-        code = 1
-        try:
-            code = 0 if sender.post(_body(), 3).kind == "sent" else 2
-        finally:
-            os._exit(code)
+    pid = _fork_posting(sender, 3)
     release.set()
     holder.join()
     deadline = time.monotonic() + 15
