@@ -220,37 +220,16 @@ def emit_worker(spec: dict[str, Any]) -> dict[str, Any]:
 
 # -- the driver --------------------------------------------------------------------------------------
 @contextlib.contextmanager
-def stand_in(sources: int, tmp: Path, root: Path) -> Iterator[dict[str, str]]:
+def stand_in(sources: int, tmp: Path) -> Iterator[dict[str, str]]:
     """The HTTPS stand-in for Alation with ``sources`` synthetic data sources, in its own process."""
     sys.path.insert(0, str(REPO))
     from airflow_provider_alation.testing.catalog import synthetic_datasources
+    from bench.receivers import ReceiverProcess
 
     catalogue = tmp / "datasources.json"
     catalogue.write_text(json.dumps(synthetic_datasources(sources)))
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "airflow_provider_alation.testing.fake_alation",
-            "--token",
-            TOKEN,
-            "--tls-dir",
-            str(tmp / "tls"),
-            "--datasources",
-            str(catalogue),
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-    )
-    try:
-        line = process.stdout.readline() if process.stdout else ""
-        if not line:
-            raise RuntimeError("the stand-in did not start")
-        yield json.loads(line)
-    finally:
-        process.terminate()
-        process.wait(30)
+    with ReceiverProcess(TOKEN, tmp / "tls", datasources=catalogue) as receiver:
+        yield {"url": receiver.url, "cert": str(receiver.cert_path)}
 
 
 def run_worker(root: Path, flag: str, spec: dict[str, Any]) -> dict[str, Any]:
@@ -272,7 +251,7 @@ def measure(root: Path, sizes: list[int], rules: int, events: int) -> dict[str, 
     for size in sizes:
         with tempfile.TemporaryDirectory(prefix="bench-catalogue-") as name:
             tmp = Path(name)
-            with stand_in(size, tmp, root) as server:
+            with stand_in(size, tmp) as server:
                 spec = {"url": server["url"], "cert": server["cert"], "tmp": str(tmp), "sources": size}
                 refresh = run_worker(root, "--refresh-worker", spec)
                 if refresh["count"] != size:

@@ -48,11 +48,19 @@ class ReceiverProcess:
     #: Seconds to wait for the answer to a command, and for the child to exit once told to.
     ANSWER_TIMEOUT = 30.0
 
-    def __init__(self, token: str, tls_dir: str | Path, answer_delay: float = 0.0) -> None:
+    def __init__(
+        self,
+        token: str,
+        tls_dir: str | Path,
+        answer_delay: float = 0.0,
+        datasources: str | Path | None = None,
+    ) -> None:
         self._settings = {
             "token": token,
             "tls_dir": str(Path(tls_dir).resolve()),
             "answer_delay": answer_delay,
+            # a JSON file of data sources to serve, as fake_alation's --datasources
+            "datasources": str(datasources) if datasources is not None else None,
         }
         self._process: subprocess.Popen[str] | None = None
         self._lines: queue.Queue[str | None] = queue.Queue()
@@ -179,6 +187,8 @@ def _serve() -> None:
     try:
         settings = json.loads(first)
         fake = bench_receiver(settings["token"], settings["tls_dir"], float(settings["answer_delay"]))
+        if settings.get("datasources"):
+            fake.datasources.update(json.loads(Path(settings["datasources"]).read_text()))
     except Exception as exc:  # noqa: BLE001 - reported to the parent, which raises it
         answer({"error": f"{type(exc).__name__}: {exc}"})
         return
