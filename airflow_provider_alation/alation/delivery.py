@@ -7,7 +7,8 @@ daemon thread (one per request in flight, kept between requests) and :meth:`Send
 waiting at the deadline whatever the network does.
 That thread is bounded too (see :mod:`~airflow_provider_alation.alation.network`): its request ends at most
 :func:`late_answer_seconds` after the budget, reading at most 64 KiB of the answer, and a Sender has at
-most one such abandoned request in flight (a later event meanwhile is left in the outbox for replay).
+most one such abandoned request in flight per calling thread (a later event meanwhile is left in the
+outbox for replay).
 
 Outcomes:
 - ``sent``: 2xx;
@@ -311,8 +312,9 @@ class Sender:
         self._submit(work)
 
     def _submit(self, work: Callable[[], None], job: _Job | None = None) -> None:
-        """Give ``work`` to a waiting delivery thread, or start one; ``job`` becomes the in-flight
-        request in the same step. RuntimeError if no thread can start (nothing is then registered)."""
+        """Give ``work`` to a waiting delivery thread, or start one; ``job`` is counted among the
+        requests in flight in the same step. RuntimeError if no thread can start (nothing is then
+        registered)."""
         with self._lock:
             self._busy += 1
             if job is not None:
@@ -555,7 +557,6 @@ class _Job:
         "body",
         "deadline",
         "done",
-        "gated",
         "go",
         "lock",
         "on_late",
@@ -576,14 +577,14 @@ class _Job:
         self.done = threading.Event()
         #: Set when the request may be sent (``gated``: once the caller's ``before_sending`` returned).
         self.go = threading.Event()
-        self.gated = gated
+        if not gated:
+            self.go.set()
         self.outcome: Outcome | None = None
         self.abandoned = False
 
     def run(self) -> None:
         sender = self.sender
-        if self.gated:
-            self.go.wait(max(0.0, self.deadline - time.monotonic()))
+        self.go.wait(max(0.0, self.deadline - time.monotonic()))
         with self.lock:
             given_up = self.abandoned
         try:
