@@ -29,7 +29,7 @@ from airflow_provider_alation.settings import AlationSettings, build_settings
 from airflow_provider_alation.testing.catalog import synthetic_datasources
 from airflow_provider_alation.testing.fake_alation import FakeAlation, Fault
 from airflow_provider_alation.transport import AlationConfig, AlationTransport
-from tests.support.emitter import distinct_event
+from tests.support.emitter import distinct_event, stand_in_config
 
 MARGIN = 1.0
 REFRESH_TOKEN = "refresh-token-" + "r" * 24
@@ -37,15 +37,7 @@ USER_ID = 7
 
 
 def values(fake: FakeAlation, token: str, tmp_path: Path, **extra: Any) -> dict[str, Any]:
-    return {
-        "url": fake.url,
-        "token": token,
-        "verify": str(fake.cert_path),
-        "spool_dir": str(tmp_path / "spool"),
-        "cache_dir": str(tmp_path / "cache"),
-        "drain_max_events": 0,
-        **extra,
-    }
+    return stand_in_config(fake, token, tmp_path, **{"drain_max_events": 0, **extra})
 
 
 def transport(fake: FakeAlation, token: str, tmp_path: Path, **extra: Any) -> AlationTransport:

@@ -41,6 +41,7 @@ from airflow_provider_alation.relay.mount import RelayMount
 from airflow_provider_alation.testing.fake_alation import FakeAlation, Fault
 from airflow_provider_alation.transport import AlationConfig, AlationTransport
 from tests.support.airflow_home import AirflowHome, airflow_bin
+from tests.support.emitter import stand_in_config
 from tests.support.network import free_port
 from tests.support.real_events import CORPUS, load_corpus
 from tests.support.spec import validate_event
@@ -63,15 +64,7 @@ def lineage_event(run_id: str | None = None, job: str = "relay_job") -> dict[str
 
 
 def alation_settings(fake: FakeAlation, token: str, spool: Path, **extra: Any) -> dict[str, Any]:
-    return {
-        "url": fake.url,
-        "token": token,
-        "verify": str(fake.cert_path),
-        "spool_dir": str(spool / "spool"),
-        "cache_dir": str(spool / "cache"),
-        "dags": {"include": ["*"]},
-        **extra,
-    }
+    return stand_in_config(fake, token, spool, **{"dags": {"include": ["*"]}, **extra})
 
 
 def relay_config(fake: FakeAlation, token: str, spool: Path, **options: Any) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from airflow_provider_alation.outbox.disk import dir_key
 from airflow_provider_alation.outbox.store import LocalOutbox
 from airflow_provider_alation.testing.fake_alation import FakeAlation
 from airflow_provider_alation.transport import AlationConfig, AlationTransport
+from tests.support.emitter import stand_in_config
 from tests.test_gate import make_event
 
 URL = "https://acme.alationcloud.com"
@@ -82,14 +83,7 @@ def test_a_caps_check_that_fails_does_not_skip_the_drain_on_a_previous_sends_cou
     (OSError listing the outbox), ``_enforce_caps`` returns without resetting it, so the count of an
     earlier send (0) skips the drain although an event is waiting in pending/."""
     spool = tmp_path / "spool"
-    config = {
-        "url": fake_alation.url,
-        "token": token,
-        "verify": str(fake_alation.cert_path),
-        "spool_dir": str(spool),
-        "cache_dir": str(tmp_path / "cache"),
-        "discover_datasources": False,
-    }
+    config = stand_in_config(fake_alation, token, tmp_path, discover_datasources=False)
     transport = AlationTransport(AlationConfig.from_dict(config))
     first = transport.emit(Serde.to_dict(make_event()))  # its caps check sees nothing waiting
     assert first is not None and first.kind == "sent"

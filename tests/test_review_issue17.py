@@ -30,6 +30,7 @@ from airflow_provider_alation.outbox.store import LocalOutbox
 from airflow_provider_alation.testing.catalog import synthetic_datasources
 from airflow_provider_alation.testing.fake_alation import FakeAlation, Fault
 from airflow_provider_alation.transport import AlationConfig, AlationTransport
+from tests.support.emitter import stand_in_config
 from tests.test_discovery import load, settings_for
 from tests.test_gate import make_event
 
@@ -120,14 +121,7 @@ def test_a_successful_send_still_puts_back_the_claim_of_a_killed_emitter(
     mid-send (the OpenLineage provider's timeout) leaves its event claimed until someone runs a
     replay by hand or the maintenance DAG, however many events are sent meanwhile."""
     spool = tmp_path / "spool"
-    config = {
-        "url": fake_alation.url,
-        "token": token,
-        "verify": str(fake_alation.cert_path),
-        "spool_dir": str(spool),
-        "cache_dir": str(tmp_path / "cache"),
-        "discover_datasources": False,
-    }
+    config = stand_in_config(fake_alation, token, tmp_path, discover_datasources=False)
     outbox = LocalOutbox(spool)
     killed = Serde.to_dict(make_event())
     killed["run"]["runId"] = str(uuid.uuid4())

@@ -22,19 +22,18 @@ from airflow_provider_alation.settings import build_settings
 from airflow_provider_alation.testing.catalog import reference_datasources
 from airflow_provider_alation.testing.fake_alation import FakeAlation, Fault
 from airflow_provider_alation.transport import AlationConfig, AlationTransport
+from tests.support.emitter import stand_in_config
 from tests.test_gate import make_event
 
 
 def _config(fake: FakeAlation, token: str, tmp_path: Path) -> dict:
-    return {
-        "url": fake.url,
-        "token": token,
-        "verify": str(fake.cert_path),
-        "spool_dir": str(tmp_path / "spool"),
-        "cache_dir": str(tmp_path / "cache"),
-        "discover_datasources": True,
-        "namespace_map": {"db:5432": "prod-db.example.com:5432"},
-    }
+    return stand_in_config(
+        fake,
+        token,
+        tmp_path,
+        discover_datasources=True,
+        namespace_map={"db:5432": "prod-db.example.com:5432"},
+    )
 
 
 def test_an_emitter_killed_during_discovery_leaves_the_event_for_replay(

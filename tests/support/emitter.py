@@ -12,12 +12,26 @@ import sys
 import time
 import uuid
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 from openlineage.client.serde import Serde
 
 from airflow_provider_alation.transport import AlationConfig, AlationTransport
 from tests.test_gate import make_event
+
+
+def stand_in_config(fake: Any, token: str, tmp_path: Path, **extra: Any) -> dict[str, Any]:
+    """Inline transport settings for the HTTPS stand-in ``fake`` (a FakeAlation), the outbox and the
+    caches under ``tmp_path``; ``extra`` adds or overrides keys."""
+    return {
+        "url": fake.url,
+        "token": token,
+        "verify": str(fake.cert_path),
+        "spool_dir": str(tmp_path / "spool"),
+        "cache_dir": str(tmp_path / "cache"),
+        **extra,
+    }
 
 
 def distinct_event() -> dict[str, Any]:
