@@ -6,8 +6,8 @@
     .venv/bin/python bench/catalogue.py --before 9c88059      # + the same at another commit (a worktree)
 
 Per catalogue size, in a fresh worker process (``--worker``) that talks to the HTTPS stand-in for
-Alation (``python -m airflow_provider_alation.testing.fake_alation`` in its own process, serving
-that many synthetic data sources over both APIs, 1,000 per page):
+Alation (bench/receivers.py's ``ReceiverProcess``, in its own process, serving that many synthetic
+data sources over both APIs, 1,000 per page):
 
 1. **Discovery refresh**, in its own fresh process: ``load_index`` with ``refresh=True`` and a
    generous budget: wall time, requests, the process's peak resident memory above what it had

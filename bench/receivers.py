@@ -1,6 +1,6 @@
-"""Local receivers for bench/compare.py: the HTTPS stand-in for Alation (what it received, in requests
-and bytes), the same stand-in in a process of its own, an endpoint that accepts TCP connections but
-never answers, and a closed port."""
+"""Local receivers for the benchmarks: the HTTPS stand-in for Alation (what it received, in requests
+and bytes), the same stand-in in a process of its own (emit_cost.py, catalogue.py), an endpoint that
+accepts TCP connections but never answers, and a closed port."""
 
 from __future__ import annotations
 
@@ -36,10 +36,12 @@ class ReceiverProcess:
     would delay the server's answer. ``with ReceiverProcess(token, tls_dir) as receiver:`` serves
     until the block ends; :attr:`url` and :attr:`cert_path` as a :class:`FakeAlation`'s.
 
-    The child (this file with ``--serve``) takes its settings, then commands, one JSON object a line
-    on its stdin, and answers each with one JSON line on its stdout: first ``{"ready": true, "url",
-    "cert"}`` (or ``{"error"}``), then ``{"cmd": "answer_delay", "seconds": s}`` -> ``{"ok": true}``,
-    ``{"cmd": "counts", "marker": m}`` -> ``{"events", "requests", "posts", "marked"}``. Its stdin
+    The child (this file with ``--serve``) takes its settings (token, TLS folder, answer delay, and
+    a JSON file of data sources to serve, as fake_alation's ``--datasources``), then commands, one
+    JSON object a line on its stdin, and answers each with one JSON line on its stdout: first
+    ``{"ready": true, "url", "cert"}`` (or ``{"error"}``), then ``{"cmd": "answer_delay", "seconds":
+    s}`` -> ``{"ok": true}``, ``{"cmd": "counts", "marker": m}`` -> ``{"events", "requests", "posts",
+    "marked"}``. Its stdin
     closed (at the end of the block, or when this process dies), it stops and exits.
     """
 
