@@ -8,6 +8,8 @@ import sys
 import threading
 from pathlib import Path
 
+import pytest
+
 from airflow_provider_alation.outbox.store import LocalOutbox
 
 
@@ -164,7 +166,7 @@ def test_a_full_disk_cannot_strand_a_dead_letter(tmp_path: Path, monkeypatch) ->
 
 def test_an_entry_cut_short_is_quarantined_never_sent(tmp_path: Path, caplog) -> None:
     """A machine crash before put() returned may leave an entry's name with a short file (it is
-    renamed into place before its fsync): it is never sent, and the reason says so."""
+    created under its name, then fsynced): it is never sent, and the reason says so."""
     outbox = filled(tmp_path, 1)
     (pending,) = outbox.pending.glob("*.json")
     pending.write_bytes(pending.read_bytes()[:3])
@@ -193,3 +195,60 @@ def test_put_leaves_no_temporary_file_and_removes_what_it_could_not_make_durable
     else:
         raise AssertionError("put() returned without its fsync")
     assert len(list(outbox.claimed.iterdir())) == 1  # only the first entry: nothing half-durable left
+
+
+def test_a_claim_cut_short_by_a_killed_writer_is_quarantined_after_its_lease(tmp_path: Path, caplog) -> None:
+    """put() creates the claim in place (no temporary name): a writer killed half-way leaves a short
+    file under the claim's name. No one reads it within its lease; then it goes back to pending and
+    fails its size check there, so it is quarantined with the reason, never sent."""
+    import os
+    import time
+
+    outbox = LocalOutbox(tmp_path / "spool", lease_seconds=60)
+    outbox.prepare()
+    body = json.dumps({"eventType": "COMPLETE", "pad": "x" * 5000}).encode()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the writer, killed after half of the event
+        real_write = os.write
+
+        def half_then_die(fd: int, data: bytes | memoryview) -> int:
+            real_write(fd, bytes(data[: len(data) // 2]))
+            os._exit(0)
+
+        os.write = half_then_die  # type: ignore[assignment]
+        try:
+            outbox.put(body, durable=False)
+        finally:
+            os._exit(1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, "the writer was not cut off mid-write"
+    (left,) = outbox.claimed.iterdir()
+    assert 0 < left.stat().st_size < len(body)
+    assert outbox.reclaim_stale() == 0 and outbox.claim(10) == []  # within its lease: untouched
+    old = time.time() - 3600
+    os.utime(left, (old, old))
+    assert outbox.reclaim_stale() == 1
+    assert outbox.claim(10) == []
+    assert outbox.quarantined == 1 and list(outbox.claimed.iterdir()) == []
+    assert "cut short (its writer was killed" in caplog.text
+
+
+def test_a_write_that_fails_half_way_leaves_no_claim(tmp_path: Path, monkeypatch) -> None:
+    import os
+
+    outbox = LocalOutbox(tmp_path / "spool")
+    outbox.prepare()
+    real_write = os.write
+    calls = []
+
+    def full_after_some(fd: int, data: bytes | memoryview) -> int:
+        calls.append(len(data))
+        if len(calls) > 1:
+            raise OSError(28, "No space left on device")
+        return real_write(fd, bytes(data[:100]))  # a short write: put() must go on, then fails
+
+    monkeypatch.setattr(os, "write", full_after_some)
+    with pytest.raises(OSError, match="No space"):
+        outbox.put(b"x" * 1000, durable=False)
+    assert len(calls) == 2
+    assert list(outbox.claimed.iterdir()) == []

@@ -42,36 +42,37 @@ def atomic_write(path: Path, data: bytes) -> None:
 
 
 def write_new(path: Path, data: bytes, *, sync: bool = True) -> None:
-    """Write ``data`` under ``path``, a name nothing else uses (a unique outbox entry), mode 0600;
-    the file and its name survive a crash of the machine once this returns (with ``sync``; without,
+    """Create ``path``, a name nothing else uses and nothing reads while it is written (an outbox
+    entry's claim: unique, and not looked at before its lease ends), with ``data``, mode 0600; the
+    file and its name survive a crash of the machine once this returns (with ``sync``; without,
     once :func:`sync_written` has returned: until then they survive the writer being killed, not a
     crash of the machine).
 
-    A reader never sees a part of the file (it is renamed into place complete, whatever kills the
-    writer). Unlike :func:`atomic_write` it is fsynced *after* the rename, then its directory: on a
-    journalling file system the one commit of the file's fsync carries its creation and its name, so
-    the directory's fsync finds little left to do (two commits the other way round). That order is
-    sound only for a new name: there is no older file that a crash before the fsync could lose. A
-    crash of the machine before this returns may leave the name with an empty or short file, which
-    no reader trusts (an outbox entry's size and authentication code are in its name).
+    The file is created in place (``O_EXCL``, no symbolic link followed) rather than written under a
+    temporary name and renamed: a temporary name and the rename cost ~0.1 ms of the ~0.25 ms the
+    write-ahead takes after an idle wait, on the path of every sent event. What a reader could then
+    find is what a crash of the machine could leave anyway: a name whose file is empty or short,
+    which no reader trusts (an outbox entry's size and authentication code are in its name; see
+    :meth:`~airflow_provider_alation.outbox.store.LocalOutbox._read_entry`). A write that fails
+    removes what it created. The file is fsynced, then its directory: on a journalling file system
+    the one commit of the file's fsync carries its creation and its name, so the directory's fsync
+    finds little left to do.
     """
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
     try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")  # mode 0600
+        fd = os.open(path, flags, 0o600)
     except FileNotFoundError:  # the folder was removed since it was checked
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    renamed = False
+        fd = os.open(path, flags, 0o600)
     try:
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view) :]
-        os.rename(tmp, path)
-        renamed = True
         if sync:
             os.fsync(fd)
     except BaseException:
         with contextlib.suppress(OSError):  # not durable: not left behind either
-            os.unlink(path if renamed else tmp)
+            os.unlink(path)
         raise
     finally:
         os.close(fd)

@@ -21,9 +21,10 @@ so the caps need no ``stat``. Every move is one ``rename``, atomic on a local or
 system, so of several processes or machines claiming the same file exactly one wins. A claim
 older than the lease (its owner died, e.g. SIGKILL mid-send) goes back to ``pending``. Above the
 caps, the oldest waiting entries (pending or dead) are dropped.
-Files are written atomically (temporary file, rename, fsync of the file and its folder: see
-:func:`~airflow_provider_alation.outbox.disk.write_new`; mode 0600); they hold the event, never the
-token.
+An entry is created under its claim's name and fsynced with its folder (see
+:func:`~airflow_provider_alation.outbox.disk.write_new`; mode 0600): no one reads a claim within its
+lease, and a file cut short (its writer killed, the machine crashed) fails its size check when it is
+claimed again. Entries hold the event, never the token.
 
 The disk is not trusted blindly: an entry is sent with the token only if it is a regular file this
 provider wrote. ``<mac>`` is an HMAC-SHA256 (first 128 bits, hex) over the rest of the name and the
@@ -359,7 +360,9 @@ class LocalOutbox:
 
     def reclaim_stale(self, lease_seconds: float | None = None) -> int:
         """Claims older than the lease (their owner died) go back where they came from; stray
-        temporary files of killed writers are removed. Returns how many claims were put back."""
+        temporary files of killed writers (of versions that wrote one) are removed; a claim a killed
+        writer left short goes back too, and is quarantined when claimed (its size is in its name).
+        Returns how many claims were put back."""
         lease = self.lease_seconds if lease_seconds is None else lease_seconds
         if not self._ready(create=False):
             return 0
@@ -434,8 +437,8 @@ class LocalOutbox:
         if len(body) < size:
             raise UntrustedFile(
                 path,
-                f"it holds {len(body)} of the {size} bytes its name says: cut short (the machine crashed "
-                "before it was written out, so its event was never sent) or altered",
+                f"it holds {len(body)} of the {size} bytes its name says: cut short (its writer was killed "
+                "or the machine crashed before it was written out, so its event was never sent) or altered",
             )
         if len(body) != size or not secrets.compare_digest(_entry_code(key, stem, body), code):
             raise UntrustedFile(path, "its authentication code does not verify: not written by this provider")
