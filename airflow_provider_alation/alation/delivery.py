@@ -383,10 +383,14 @@ class Sender:
     def _attempt_once(self, body: bytes, deadline: float, hard: float) -> Outcome:
         """One POST: per-read timeouts within ``deadline``, the whole request (minting included)
         ended by ``hard`` (the deadline itself, or later for a request :meth:`post` may abandon)."""
-        remaining = deadline - time.monotonic()
-        if remaining <= 0.05:
+        now = time.monotonic()
+        if deadline - now <= 0.05:
             return Outcome("retry", None, "time budget used up", problem="timeout")
-        per_request = min(self.timeout, remaining)
+        # Per read: up to ``hard``, not ``deadline``. A request :meth:`post` may abandon at the
+        # deadline is left to finish for its late answer (``on_late`` settles it); a read cut at the
+        # deadline would turn an answer Alation is still giving into a timeout, and the event, which
+        # Alation took, would be sent again.
+        per_request = min(self.timeout, hard - now)
         try:
             with network.within(hard):
                 bearer = self._bearer()
