@@ -38,6 +38,7 @@ from airflow_provider_alation.outbox.store import LocalOutbox
 from airflow_provider_alation.relay.app import Relay, build_app
 from airflow_provider_alation.relay.config import RelayConfig, parse_config
 from airflow_provider_alation.relay.mount import RelayMount
+from airflow_provider_alation.relay.protocol import with_header_timeout
 from airflow_provider_alation.testing.fake_alation import FakeAlation, Fault
 from airflow_provider_alation.transport import AlationConfig, AlationTransport
 from tests.support.airflow_home import AirflowHome, airflow_bin
@@ -74,11 +75,20 @@ def relay_config(fake: FakeAlation, token: str, spool: Path, **options: Any) -> 
 
 @contextmanager
 def relay_in_thread(config: dict[str, Any]) -> Iterator[tuple[str, Relay]]:
-    """The relay app under a real uvicorn server on loopback, in this process."""
+    """The relay app under a real uvicorn server on loopback, in this process, with the standalone
+    server's limits (relay/server.py): connections per worker, keep-alive, the headers' deadline."""
     relay = Relay(RelayConfig.model_validate(config))
     port = free_port()
     server = uvicorn.Server(
-        uvicorn.Config(build_app(relay), host="127.0.0.1", port=port, log_level="warning")
+        uvicorn.Config(
+            build_app(relay),
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+            http=with_header_timeout(relay.config.header_timeout),
+            limit_concurrency=relay.config.max_connections,
+            timeout_keep_alive=5,
+        )
     )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

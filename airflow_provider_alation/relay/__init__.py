@@ -7,5 +7,6 @@ and outbox as :class:`~airflow_provider_alation.transport.AlationTransport`.
 - ``worker.py``: background delivery (a small thread pool) and the periodic outbox replay;
 - ``mount.py``: the app Airflow's api-server mounts under ``/alation-relay`` (imports nothing until
   a request arrives);
-- ``server.py``: the standalone runner (uvicorn, several workers).
+- ``server.py``: the standalone runner (uvicorn, several workers);
+- ``protocol.py``: its HTTP protocol, uvicorn's with a deadline for each request's headers.
 """

@@ -124,6 +124,12 @@ class RelayConfig(BaseModel):
     )
     replay_interval: float = Field(default=30.0, gt=0, description="Seconds between outbox replays")
     retry_after: int = Field(default=30, ge=1, description="Retry-After (seconds) of a 503")
+    header_timeout: float = Field(
+        default=10.0,
+        gt=0,
+        le=600,
+        description="Seconds a connection has to send a request's headers (else it is closed; standalone)",
+    )
     body_timeout: float = Field(
         default=30.0, gt=0, le=600, description="Seconds a sender has to send its whole body (else 408)"
     )

@@ -16,6 +16,9 @@ from pathlib import Path
 from airflow_provider_alation.relay.config import CONFIG_ENV, RelayConfig, load_config, sender_settings
 
 FACTORY = "airflow_provider_alation.relay.app:create_app"
+#: uvicorn's HTTP protocol with a deadline for request headers (an import string: the workers are
+#: processes, and uvicorn is imported only when the relay runs).
+PROTOCOL = "airflow_provider_alation.relay.protocol:HeaderDeadlineProtocol"
 #: Seconds uvicorn waits for requests in flight at shutdown.
 GRACEFUL_SECONDS = 30
 
@@ -63,10 +66,12 @@ def serve(options: ServerOptions) -> None:
         timeout_graceful_shutdown=GRACEFUL_SECONDS,
         server_header=False,
         proxy_headers=False,
-        # A bound on connections per worker (beyond: 503 at once). uvicorn has no timeout for a
-        # client's headers: a relay exposed beyond a trusted network belongs behind a proxy that has.
+        # A bound on connections per worker (beyond: 503 at once), and a deadline for a request's
+        # headers (uvicorn has none: see relay/protocol.py), so that idle half-open clients cannot
+        # hold them all.
         limit_concurrency=_max_connections(location),
         timeout_keep_alive=5,
+        http=PROTOCOL,
     )
 
 
