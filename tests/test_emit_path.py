@@ -377,3 +377,40 @@ def test_wait_idle_waits_for_every_abandoned_request_not_only_the_last(
         caller.join(10)
     assert sorted(o.abandoned for o in outcomes) == [False, True], outcomes
     assert sender.wait_idle(10) and len(settled) == 1
+
+
+def test_a_request_another_thread_abandoned_holds_nothing_back_its_own_does(
+    fake_alation: FakeAlation, token: str, tmp_path: Path
+) -> None:
+    """An abandoned request is left to finish for its late answer (reads up to ``timeout``, not cut
+    at the budget). Only the thread that abandoned it waits for it before its next request: the
+    relay's other delivery threads, sharing the Sender, send at once."""
+    sender = _sender(fake_alation, token, tmp_path)
+    assert sender.post(_body(), 5).kind == "sent"  # warm
+    fake_alation.fail_next(Fault(status=200, delay=1.6))  # Alation takes it; answers after 1.6 s
+    settled: list[delivery.Outcome] = []
+    others_done = threading.Event()
+    results: dict[str, tuple[delivery.Outcome, float]] = {}
+
+    def timed(name: str, budget: float) -> None:
+        begun = time.monotonic()
+        results[name] = (sender.post(_body(), budget, on_late=settled.append), time.monotonic() - begun)
+
+    def thread_a() -> None:
+        timed("abandoned", 0.5)
+        others_done.wait(5)
+        timed("a again", 6.0)  # waits for its own abandoned request first
+
+    a = threading.Thread(target=thread_a)
+    a.start()
+    while "abandoned" not in results and a.is_alive():
+        time.sleep(0.01)
+    timed("other thread", 2.0)
+    others_done.set()
+    a.join(15)
+    first, other, again = results["abandoned"], results["other thread"], results["a again"]
+    assert first[0].abandoned, first
+    assert other[0].kind == "sent" and other[1] < 1.0, other  # not held back by A's request
+    assert again[0].kind == "sent" and again[1] > 0.5, again  # held until A's late answer came
+    assert [o.kind for o in settled] == ["sent"], settled  # the late 200 settled A's first event
+    assert len(fake_alation.events) == 3  # warm-up, the other thread, A again (a fault is not recorded)

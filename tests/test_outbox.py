@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 import sys
 import threading
@@ -252,3 +253,30 @@ def test_a_write_that_fails_half_way_leaves_no_claim(tmp_path: Path, monkeypatch
         outbox.put(b"x" * 1000, durable=False)
     assert len(calls) == 2
     assert list(outbox.claimed.iterdir()) == []
+
+
+def test_a_claim_still_being_written_is_not_reclaimed_even_when_asked_to_at_once(
+    tmp_path: Path, caplog
+) -> None:
+    """``replay --reclaim-after 0`` while a task writes: a claim shorter than its name says may be
+    mid-write (put() creates it in place), so it waits for the outbox's own lease; a complete one is
+    taken at once, and its sender's settle then says another process has it."""
+    import os
+    import time
+
+    outbox = LocalOutbox(tmp_path / "spool", lease_seconds=60)
+    body = json.dumps({"eventType": "COMPLETE", "pad": "x" * 3000}).encode()
+    writing = outbox.put(body, durable=False)
+    complete = outbox.put(b'{"n": 2}', durable=False)
+    with open(writing.path, "r+b") as half:  # as seen half-way through its write
+        half.truncate(len(body) // 2)
+    assert outbox.reclaim_stale(lease_seconds=0) == 1  # only the complete one
+    assert writing.path.exists() and not complete.path.exists()
+    with caplog.at_level(logging.WARNING):
+        outbox.settle(complete, "retry")
+    assert "reclaimed by another process" in caplog.text
+    old = time.time() - 3600  # past the outbox's own lease: its writer died half-way
+    os.utime(writing.path, (old, old))
+    assert outbox.reclaim_stale(lease_seconds=0) == 1
+    assert [c.body for c in outbox.claim(10)] == [b'{"n": 2}']  # the short one is quarantined
+    assert outbox.quarantined == 1

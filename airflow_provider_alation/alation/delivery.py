@@ -489,9 +489,15 @@ class Sender:
         """
         started = time.monotonic()
         deadline = started + budget
-        # Requests abandoned at the end of their budget (still waiting for a late answer): a new one
-        # waits for them, at most a share of its budget, so that they do not pile up.
-        if not self._wait_for(lambda job: job.abandoned, budget * INFLIGHT_WAIT_SHARE):
+        # Requests this thread abandoned at the end of their budget (still waiting for a late
+        # answer): a new one waits for them, at most a share of its budget, so that they do not pile
+        # up. Other threads' (the relay's delivery threads) hold nothing back here.
+        caller = threading.get_ident()
+
+        def mine(job: _Job) -> bool:
+            return job.abandoned and job.caller == caller
+
+        if not self._wait_for(mine, budget * INFLIGHT_WAIT_SHARE):
             return Outcome(
                 "retry",
                 None,
@@ -559,6 +565,7 @@ class _Job:
     __slots__ = (
         "abandoned",
         "body",
+        "caller",
         "deadline",
         "done",
         "go",
@@ -577,6 +584,8 @@ class _Job:
         gated: bool = False,
     ) -> None:
         self.sender, self.body, self.deadline, self.on_late = sender, body, deadline, on_late
+        #: The thread that posted it: only its own later requests wait for it once abandoned.
+        self.caller = threading.get_ident()
         self.lock = threading.Lock()
         self.done = threading.Event()
         #: Set when the request may be sent (``gated``: once the caller's ``before_sending`` returned).

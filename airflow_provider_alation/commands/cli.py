@@ -392,7 +392,7 @@ def cmd_replay(args: argparse.Namespace, console: Console) -> int:
             table.add_row(f"kept for replay: {problem}", str(count))
         table.add_row("claims of killed processes put back", str(summary.reclaimed))
         if summary.quarantined:
-            table.add_row("quarantined, never sent (not written by this provider)", str(summary.quarantined))
+            table.add_row("quarantined, never sent (not ours, or cut short)", str(summary.quarantined))
         table.add_row(
             "left: pending / being sent elsewhere / dead",
             f"{after['pending']} / {after['claimed']} / {after['dead']}",
@@ -401,7 +401,7 @@ def cmd_replay(args: argparse.Namespace, console: Console) -> int:
         if summary.quarantined:
             console.print(
                 Text(
-                    f"{summary.quarantined} entries this provider did not write were moved to "
+                    f"{summary.quarantined} entries this provider did not write, or cut short, were moved to "
                     f"{outbox.quarantine} (see the warnings above): look at them there and delete them.",
                     style="yellow",
                 )

@@ -12,7 +12,7 @@ Names, all under the ``alation.`` prefix:
 - ``alation.events.too_large``           - events above ``max_event_bytes`` after trimming (dead-lettered)
 - ``alation.outbox.dropped``             - oldest outbox events dropped because a cap was hit
 - ``alation.outbox.unavailable``         - events sent without the outbox (spool_dir unusable)
-- ``alation.outbox.quarantined``         - outbox entries this provider did not write, never sent
+- ``alation.outbox.quarantined``         - outbox entries not this provider's (or cut short), never sent
 - ``alation.send.duration``              - timer: seconds spent delivering one event
 """
 

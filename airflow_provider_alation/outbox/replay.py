@@ -7,8 +7,8 @@ bounded drain after a successful send), by ``airflow-alation replay`` and by the
 Verdicts: 2xx -> the entry is removed; a permanent refusal (400, 404, 413, 422, other 4xx, a
 redirect) -> dead letter with the status and the first bytes of the answer; everything else
 (401/403, 429, 5xx, network, timeout) -> kept for replay. An entry this provider did not write (not a
-regular file, too large, or its authentication code does not verify) is never sent: the outbox
-moves it to ``quarantine/`` and the replay counts it and goes on.
+regular file, too large, or its authentication code does not verify), or one cut short, is never
+sent: the outbox moves it to ``quarantine/`` and the replay counts it and goes on.
 """
 
 from __future__ import annotations
@@ -83,7 +83,7 @@ class ReplaySummary:
     dead: int = 0
     kept: Counter[str] = field(default_factory=Counter)  # problem -> events kept for replay
     reclaimed: int = 0  # claims of killed processes put back before this replay
-    quarantined: int = 0  # entries this provider did not write, moved to quarantine/ (never sent)
+    quarantined: int = 0  # entries this provider did not write, or cut short: in quarantine/ (never sent)
     stopped: str = ""  # why the replay stopped early, with the fix
     seconds: float = 0.0
 

@@ -13,7 +13,7 @@ executor pods).
                                           the file's mtime, touched when claimed)
     dead/<entry>.json + <entry>.reason.json  refused by Alation for good, with the reason
     sent/<entry>.sent                    delivered, to be removed (see :meth:`LocalOutbox.settle`)
-    quarantine/<name>                    what this provider did not write, never sent (see below)
+    quarantine/<name>                    not this provider's, or cut short: never sent (see below)
     .entry-key                           the random key the entries are authenticated with (0600)
 
 ``<entry>`` is ``<queued_ns>-<random>-<mac>-<bytes>``: ordered by age, unique, its size in the name
@@ -360,15 +360,16 @@ class LocalOutbox:
 
     def reclaim_stale(self, lease_seconds: float | None = None) -> int:
         """Claims older than the lease (their owner died) go back where they came from; stray
-        temporary files of killed writers (of versions that wrote one) are removed; a claim a killed
-        writer left short goes back too, and is quarantined when claimed (its size is in its name).
-        Returns how many claims were put back."""
+        temporary files of killed writers (of versions that wrote one) are removed. A claim shorter
+        than its name says may still be being written: it waits for this outbox's own lease whatever
+        ``lease_seconds`` asks, then goes back too (a killed writer's), and is quarantined when
+        claimed. Returns how many claims were put back."""
         lease = self.lease_seconds if lease_seconds is None else lease_seconds
         if not self._ready(create=False):
             return 0
         try:
             with os.scandir(self.claimed) as entries:
-                names = [(e.name, e.stat(follow_symlinks=False).st_mtime) for e in entries]
+                names = [(e.name, e.stat(follow_symlinks=False)) for e in entries]
         except FileNotFoundError:
             return 0
         if not names:  # the common case (every drain asks): no probe file to write and remove
@@ -378,10 +379,15 @@ class LocalOutbox:
         except FileNotFoundError:
             return 0
         moved = 0
-        for name, mtime in names:
-            if now - mtime < lease:
+        for name, info in names:
+            age = now - info.st_mtime
+            if age < lease:
                 continue
-            if name.startswith("."):  # .<name>.tmp of a writer killed mid-write
+            if age < self.lease_seconds and info.st_size < _size_of(_entry_of(name)):
+                # Shorter than its name says: maybe still being written (put() creates the claim in
+                # place), so not taken before the full lease even when asked to (--reclaim-after 0).
+                continue
+            if name.startswith("."):  # .<name>.tmp of a writer killed mid-write (older versions)
                 if name.endswith(".tmp"):
                     with contextlib.suppress(OSError):
                         (self.claimed / name).unlink()
@@ -524,8 +530,15 @@ class LocalOutbox:
         destination = (self.dead if dead else self.pending) / f"{claim.entry}.json"
         try:
             os.rename(claim.path, destination)  # first the event, so a full disk cannot strand it
-        except FileNotFoundError:
-            return  # reclaimed by another process: it owns the entry now
+        except FileNotFoundError:  # reclaimed by another process: it owns the entry now
+            log.warning(
+                "Alation lineage: outbox entry %s was reclaimed by another process while it was being "
+                "sent (its lease of %gs ran out, or a replay with --reclaim-after took it); that "
+                "process keeps it (see its replay)",
+                claim.entry,
+                self.lease_seconds,
+            )
+            return
         if verdict == "dead":
             with contextlib.suppress(OSError):  # the reason is best effort (ENOSPC, ...)
                 atomic_write(
