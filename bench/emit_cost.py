@@ -19,6 +19,7 @@ and processing time); its overhead is (AlationTransport - stock) / stock, in %.
     .venv/bin/python bench/emit_cost.py --table         # the same as a short table
     .venv/bin/python bench/emit_cost.py --breakdown     # AlationTransport.emit step by step (median us)
     .venv/bin/python bench/emit_cost.py --profile       # cProfile of both emit()s
+    .venv/bin/python bench/emit_cost.py --table --without-write-ahead   # experiment: no outbox file
 """
 
 from __future__ import annotations
@@ -276,6 +277,18 @@ def run_once(
     return out
 
 
+def without_write_ahead() -> None:
+    """An experiment, not a mode of the provider: AlationTransport in this process without its
+    write-ahead (no outbox file written, fsynced or renamed; the event sent as when ``spool_dir`` is
+    unusable), to measure what the write-ahead costs against the same stand-in (BENCHMARKS.md)."""
+    from airflow_provider_alation.pipeline import Pipeline
+
+    def nothing_written(self: Pipeline, *args: Any, **kwargs: Any) -> None:
+        return None
+
+    Pipeline._write_ahead = nothing_written  # type: ignore[method-assign]
+
+
 def summary(samples: list[float]) -> dict[str, float]:
     return {"median": statistics.median(samples), "p99": p99(samples), "n": float(len(samples))}
 
@@ -459,7 +472,14 @@ def main(argv: Sequence[str] | None = None) -> None:
         default=",".join(str(d) for d in DELAYS),
         help="the stand-in's answer delays in seconds, comma-separated ('' for none)",
     )
+    parser.add_argument(
+        "--without-write-ahead",
+        action="store_true",
+        help="experiment: AlationTransport without its outbox file (what the write-ahead costs)",
+    )
     args = parser.parse_args(argv)
+    if args.without_write_ahead:
+        without_write_ahead()
     if args.profile:
         print(profile())
     elif args.breakdown:
