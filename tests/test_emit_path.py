@@ -414,3 +414,38 @@ def test_a_request_another_thread_abandoned_holds_nothing_back_its_own_does(
     assert again[0].kind == "sent" and again[1] > 0.5, again  # held until A's late answer came
     assert [o.kind for o in settled] == ["sent"], settled  # the late 200 settled A's first event
     assert len(fake_alation.events) == 3  # warm-up, the other thread, A again (a fault is not recorded)
+
+
+def test_a_thread_reusing_an_ended_threads_ident_is_not_held_back_by_its_request(
+    fake_alation: FakeAlation, token: str, tmp_path: Path
+) -> None:
+    """Thread idents are reused once a thread has ended: a new thread with the ident of one that
+    abandoned a request must not wait for that request (only the same thread does)."""
+    sender = _sender(fake_alation, token, tmp_path)
+    assert sender.post(_body(), 5).kind == "sent"  # warm
+    fake_alation.fail_next(Fault(status=200, delay=1.5))
+    abandoned: list[delivery.Outcome] = []
+    first = threading.Thread(target=lambda: abandoned.append(sender.post(_body(), 0.3)))
+    first.start()
+    first.join(5)
+    assert abandoned and abandoned[0].abandoned, abandoned
+    old_ident = first.ident
+    results: list[tuple[int | None, delivery.Outcome, float]] = []
+
+    def post() -> None:
+        begun = time.monotonic()
+        outcome = sender.post(_body(), 1.0)
+        results.append((threading.get_ident(), outcome, time.monotonic() - begun))
+
+    for _ in range(50):
+        results.clear()
+        thread = threading.Thread(target=post)
+        thread.start()
+        thread.join(5)
+        if results and results[0][0] == old_ident:
+            break
+    else:
+        pytest.skip("no new thread got the ended thread's ident")
+    _, outcome, took = results[0]
+    assert outcome.kind == "sent" and took < 0.5, (outcome, took)
+    assert sender.wait_idle(10)

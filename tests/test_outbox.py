@@ -274,7 +274,7 @@ def test_a_claim_still_being_written_is_not_reclaimed_even_when_asked_to_at_once
     assert writing.path.exists() and not complete.path.exists()
     with caplog.at_level(logging.WARNING):
         outbox.settle(complete, "retry")
-    assert "reclaimed by another process" in caplog.text
+    assert "was reclaimed while it was being sent" in caplog.text
     old = time.time() - 3600  # past the outbox's own lease: its writer died half-way
     os.utime(writing.path, (old, old))
     assert outbox.reclaim_stale(lease_seconds=0) == 1

@@ -682,3 +682,59 @@ def test_the_standalone_relay_closes_a_connection_whose_headers_never_end(
         assert requests.get(f"{relay.url}/health", timeout=5).status_code == 200  # still serving
     finally:
         relay.stop()
+
+
+def test_a_body_still_arriving_after_an_early_answer_gets_its_answer(
+    fake_alation: FakeAlation, token: str, tmp_path: Path
+) -> None:
+    """The relay answers some requests before reading their body (403 here). The header deadline,
+    armed by that answer, must not cut the sender off while it is still sending the body: it gets
+    ``body_timeout`` more, and then the answer."""
+    config = relay_config(fake_alation, token, tmp_path, header_timeout=1, body_timeout=5)
+    with relay_in_thread(config) as (url, _relay):
+        host, port = url.removeprefix("http://").split(":")
+        body = b"x" * 30_000
+        with socket.create_connection((host, int(port))) as sender:
+            sender.sendall(
+                (
+                    "POST /api/v1/lineage HTTP/1.1\r\nHost: relay\r\n"
+                    "Authorization: Bearer wrong-token-0123456789\r\n"
+                    f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+                ).encode()
+            )
+            # The body over ~3 s: past header_timeout, within body_timeout.
+            cut = None
+            for i in range(0, len(body), 5_000):
+                try:
+                    sender.sendall(body[i : i + 5_000])
+                except OSError as exc:  # the relay closed the connection under the sender
+                    cut = exc
+                    break
+                time.sleep(0.5)
+            assert cut is None, f"cut off while sending the body: {cut!r}"
+            answer = _read_answer(sender)
+        assert answer.startswith(b"HTTP/1.1 403"), answer[:100]  # an unknown relay token
+
+
+def test_the_relay_leaves_an_event_queued_past_half_its_lease_to_the_replay(
+    fake_alation: FakeAlation, token: str, tmp_path: Path
+) -> None:
+    """An event waits in the delivery queue with its claim taken; a backlog longer than the claim's
+    lease would let a replay reclaim and send it while it waits, and the delivery thread send it
+    again. Past half the lease the delivery thread puts it back to pending, for that replay."""
+    relay = Relay(RelayConfig.model_validate(relay_config(fake_alation, token, tmp_path)))
+    spark = relay._sender(relay.config.senders[0])
+    assert spark is not None
+    admitted = spark.pipeline.admit(lineage_event())
+    assert isinstance(admitted, Admitted) and admitted.claim is not None and admitted.outbox is not None
+    delivery = Delivery(threads=1, queue_size=10)
+    assert delivery.submit(spark.pipeline, admitted)
+    (job,) = list(delivery._queue.queue)
+    job.queued_at -= admitted.outbox.lease_seconds  # as after a backlog as long as the lease
+    delivery.start()
+    deadline = time.monotonic() + 10
+    while admitted.outbox.counts()["pending"] == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    delivery.stop(5)
+    assert admitted.outbox.counts() == {"pending": 1, "claimed": 0, "dead": 0}
+    assert fake_alation.events == []  # not sent by the delivery thread: the replay sends it, once

@@ -492,10 +492,10 @@ class Sender:
         # Requests this thread abandoned at the end of their budget (still waiting for a late
         # answer): a new one waits for them, at most a share of its budget, so that they do not pile
         # up. Other threads' (the relay's delivery threads) hold nothing back here.
-        caller = threading.get_ident()
+        caller = threading.current_thread()
 
-        def mine(job: _Job) -> bool:
-            return job.abandoned and job.caller == caller
+        def mine(job: _Job) -> bool:  # the thread object, not its ident: an ended thread's is reused
+            return job.abandoned and job.caller is caller
 
         if not self._wait_for(mine, budget * INFLIGHT_WAIT_SHARE):
             return Outcome(
@@ -585,7 +585,7 @@ class _Job:
     ) -> None:
         self.sender, self.body, self.deadline, self.on_late = sender, body, deadline, on_late
         #: The thread that posted it: only its own later requests wait for it once abandoned.
-        self.caller = threading.get_ident()
+        self.caller = threading.current_thread()
         self.lock = threading.Lock()
         self.done = threading.Event()
         #: Set when the request may be sent (``gated``: once the caller's ``before_sending`` returned).

@@ -532,9 +532,9 @@ class LocalOutbox:
             os.rename(claim.path, destination)  # first the event, so a full disk cannot strand it
         except FileNotFoundError:  # reclaimed by another process: it owns the entry now
             log.warning(
-                "Alation lineage: outbox entry %s was reclaimed by another process while it was being "
-                "sent (its lease of %gs ran out, or a replay with --reclaim-after took it); that "
-                "process keeps it (see its replay)",
+                "Alation lineage: outbox entry %s was reclaimed while it was being sent (its lease of "
+                "%gs ran out, or a replay with --reclaim-after took it); the replay that took it sends "
+                "it",
                 claim.entry,
                 self.lease_seconds,
             )

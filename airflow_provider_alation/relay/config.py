@@ -36,6 +36,8 @@ from airflow_provider_alation.settings import AlationSettings, DagSelection, bui
 
 #: The environment variable naming the configuration: a file path, or the JSON itself.
 CONFIG_ENV = "ALATION_RELAY_CONFIG"
+#: The standalone server's connection limits for the protocol in its workers (relay/protocol.py).
+LIMITS_ENV = "ALATION_RELAY_CONNECTION_LIMITS"
 #: Where the relay's outboxes go by default: ``$AIRFLOW_HOME/alation/relay/<sender name>``.
 RELAY_DIR = "relay"
 

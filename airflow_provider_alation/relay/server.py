@@ -9,11 +9,18 @@ worker's relay puts its queued events back in the outbox and waits for those bei
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from airflow_provider_alation.relay.config import CONFIG_ENV, RelayConfig, load_config, sender_settings
+from airflow_provider_alation.relay.config import (
+    CONFIG_ENV,
+    LIMITS_ENV,
+    RelayConfig,
+    load_config,
+    sender_settings,
+)
 
 FACTORY = "airflow_provider_alation.relay.app:create_app"
 #: uvicorn's HTTP protocol with a deadline for request headers (an import string: the workers are
@@ -52,8 +59,12 @@ def serve(options: ServerOptions) -> None:
     location = options.config
     if not location.lstrip().startswith("{"):
         location = str(Path(location).expanduser().resolve())
-    check(location)
+    config, _ = check(location)
     os.environ[CONFIG_ENV] = location
+    # The limits of the configuration validated here, for the protocol in each worker process.
+    os.environ[LIMITS_ENV] = json.dumps(
+        {"header_timeout": config.header_timeout, "body_timeout": config.body_timeout}
+    )
     uvicorn.run(
         FACTORY,
         factory=True,
@@ -69,16 +80,7 @@ def serve(options: ServerOptions) -> None:
         # A bound on connections per worker (beyond: 503 at once), and a deadline for a request's
         # headers (uvicorn has none: see relay/protocol.py), so that idle half-open clients cannot
         # hold them all.
-        limit_concurrency=_max_connections(location),
+        limit_concurrency=config.max_connections,
         timeout_keep_alive=5,
         http=PROTOCOL,
     )
-
-
-def _max_connections(location: str) -> int:
-    from airflow_provider_alation.relay.config import load_config
-
-    try:
-        return load_config(location).max_connections
-    except Exception:  # noqa: BLE001 - check() above has reported a bad configuration already
-        return 256

@@ -14,7 +14,7 @@ import queue
 import random
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from airflow_provider_alation.alation.delivery import Sender, late_answer_seconds, sender_for
 from airflow_provider_alation.outbox.replay import STOPPING_PROBLEMS, replay, shaper_for
@@ -36,6 +36,12 @@ class _Stopping(Exception):
 class _Job:
     pipeline: Pipeline
     admitted: Admitted
+    queued_at: float = field(default_factory=time.monotonic)
+
+    def stale(self) -> bool:
+        """Queued for over half its claim's lease: a replay may take the claim before it is sent."""
+        outbox = self.admitted.outbox
+        return outbox is not None and time.monotonic() - self.queued_at > outbox.lease_seconds / 2
 
 
 class Delivery:
@@ -76,6 +82,18 @@ class Delivery:
             job = self._queue.get()
             if job is None:
                 return
+            if job.stale():
+                # A backlog longer than the lease would let a replay reclaim and send the event
+                # while it waits here, and this thread send it again: it goes to pending for that
+                # replay instead.
+                log.info(
+                    "Alation relay: the event of %s waited %.0fs for a delivery thread; it is left to "
+                    "the replay",
+                    job.admitted.job_name,
+                    time.monotonic() - job.queued_at,
+                )
+                _put_back(job.admitted)
+                continue
             with self._lock:
                 self._busy += 1
             try:
