@@ -19,7 +19,7 @@ import pytest
 
 from tests.support.airflow_home import REPO, AirflowHome
 from tests.support.airflow_home import api_server as start_api_server
-from tests.support.network import free_port
+from tests.support.network import refused_port
 
 pytestmark = [pytest.mark.browser, pytest.mark.airflow]
 
@@ -119,7 +119,7 @@ def test_test_button_in_the_connections_list(browser, api_server, fake_alation, 
     secret = "wrong-" + token if case == "wrong_token" else token
     fields = {"host": fake_alation.url, "password": secret, "verify": str(fake_alation.cert_path)}
     if case == "closed_port":  # the Port field, with a port nothing listens on
-        port = free_port()
+        port = refused_port()
         fields.update(host="https://127.0.0.1", port=str(port), timeout="1", time_budget="2")
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     try:

@@ -39,7 +39,7 @@ from airflow_provider_alation.testing.catalog import reference_datasources
 from airflow_provider_alation.testing.fake_alation import FakeAlation
 from tests.support.airflow_home import AirflowHome, connection_json, dag_run_succeeded
 from tests.support.airflow_home import api_server as start_api_server
-from tests.support.network import free_port
+from tests.support.network import refused_port
 
 CLI = str(Path(sys.executable).with_name("airflow-alation"))
 
@@ -292,7 +292,7 @@ def test_rejected_token_gives_the_test_buttons_verdict(airflow_home, catalogued,
 
 
 def test_unreachable_tenant(airflow_home, token, tmp_path) -> None:
-    port = free_port()
+    port = refused_port()
     settings = {"cache_dir": str(tmp_path / "cache"), "spool_dir": str(tmp_path / "spool"), "timeout": 2}
     env = {"AIRFLOW_CONN_ALATION_DEFAULT": connection_json(f"https://127.0.0.1:{port}", token, settings)}
     done, lines = run_check(airflow_home, env)
@@ -571,7 +571,7 @@ def test_unverified_tls_is_a_warning() -> None:
 def test_refresh_token_that_cannot_reach_alation_is_a_network_problem_not_a_bad_token() -> None:
     from airflow_provider_alation.alation.probe import probe_connection
 
-    port = free_port()
+    port = refused_port()
     settings = _settings(
         url=f"https://127.0.0.1:{port}", token_type="refresh_token", user_id=7, timeout=1, time_budget=2
     )

@@ -23,7 +23,7 @@ from airflow_provider_alation.testing.fake_alation import FakeAlation, Fault
 from airflow_provider_alation.transport import AlationConfig, AlationTransport
 from tests.support.airflow_home import REPO
 from tests.support.emitter import distinct_event
-from tests.support.network import free_port
+from tests.support.network import refused_port, release_port
 
 BUDGET = 2.0
 MARGIN = 0.5
@@ -70,7 +70,7 @@ def spool(tmp_path: Path) -> Path:
 
 
 def test_connection_refused_then_replayed_once(token, tmp_path, spool) -> None:
-    port = free_port()
+    port = refused_port()
     values = config(f"https://localhost:{port}", token, spool, None, verify=False)
     event = distinct_event()
     outcome, took = emit_timed(AlationTransport(AlationConfig.from_dict(values)), event)
@@ -79,6 +79,7 @@ def test_connection_refused_then_replayed_once(token, tmp_path, spool) -> None:
     # Retried, but only for NETWORK_RETRY_SECONDS: the event is on disk and the task need not wait.
     assert outcome.attempts >= 2 and outcome.elapsed < NETWORK_RETRY_SECONDS + MARGIN
     assert LocalOutbox(spool).counts()["pending"] == 1
+    release_port(port)  # Alation is back, on that port
     with FakeAlation(token, tls_dir=tmp_path / "tls", port=port) as fake:
         summary = replay_all({**values, "verify": str(fake.cert_path)})
         assert (summary.sent, run_ids(fake)) == (1, [event["run"]["runId"]])
@@ -336,7 +337,7 @@ def test_metrics_are_counted_under_the_alation_prefix(fake_alation, token, spool
 def test_the_reported_problem_is_the_cause_not_the_budget(budget: float) -> None:
     from airflow_provider_alation.alation.delivery import Sender
 
-    port = free_port()
+    port = refused_port()
     sender = Sender(f"https://localhost:{port}/open_lineage_event/", lambda: "t", timeout=0.2, verify=False)
     outcome = sender.post(b"{}", budget)
     assert (outcome.kind, outcome.problem) == ("retry", "unreachable"), outcome

@@ -10,7 +10,7 @@ import pytest
 from airflow_provider_alation.hooks.alation import AlationHook
 from airflow_provider_alation.testing.fake_alation import FakeAlation
 from tests.support.airflow_home import connection_json
-from tests.support.network import free_port
+from tests.support.network import refused_port
 
 
 @pytest.fixture
@@ -56,7 +56,7 @@ def test_endpoint_not_found(fake_alation, token, use_connection) -> None:
 
 
 def test_network_unreachable(token, use_connection) -> None:
-    port = free_port()
+    port = refused_port()
     ok, message = use_connection(
         f"https://127.0.0.1:{port}", token, {"timeout": 1, "time_budget": 2}
     ).test_connection()

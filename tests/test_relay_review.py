@@ -37,7 +37,7 @@ from airflow_provider_alation.relay.config import RelayConfig, parse_config
 from airflow_provider_alation.relay.mount import RelayMount
 from airflow_provider_alation.relay.worker import Delivery, Replayer
 from airflow_provider_alation.testing.fake_alation import FakeAlation
-from tests.support.network import free_port
+from tests.support.network import refused_port
 from tests.test_relay import RELAY_TOKEN, lineage_event, relay_config, relay_in_thread
 
 OTHER_TOKEN = "relay-token-b-" + secrets.token_hex(16)
@@ -91,7 +91,7 @@ def test_malformed_config_does_not_leak_tokens(monkeypatch: pytest.MonkeyPatch, 
 
 
 def test_a_burst_at_the_cap_never_drops_an_acknowledged_event(tmp_path: Path, token: str) -> None:
-    closed = free_port()  # Alation unreachable: deliveries fail fast and put events back in pending/
+    closed = refused_port()  # Alation unreachable: deliveries fail fast and put events back in pending/
     config = {
         "senders": [
             {

@@ -12,7 +12,7 @@ from openlineage.client.event_v2 import RunState
 from airflow_provider_alation.lineage import gate
 from airflow_provider_alation.testing.fake_alation import FakeAlation, Fault
 from airflow_provider_alation.transport import AlationConfig, AlationTransport
-from tests.support.network import free_port
+from tests.support.network import refused_port
 from tests.test_gate import make_event
 
 MAP = {"db:5432": "prod-db.example.com:5432"}
@@ -138,7 +138,7 @@ def test_hanging_server_bounded_by_time_budget(fake_alation, token) -> None:
 
 
 def test_connection_refused_bounded_by_time_budget(token) -> None:
-    port = free_port()
+    port = refused_port()
     config = {
         "url": f"https://127.0.0.1:{port}",
         "token": token,
