@@ -738,3 +738,43 @@ def test_the_relay_leaves_an_event_queued_past_half_its_lease_to_the_replay(
     delivery.stop(5)
     assert admitted.outbox.counts() == {"pending": 1, "claimed": 0, "dead": 0}
     assert fake_alation.events == []  # not sent by the delivery thread: the replay sends it, once
+
+
+def test_a_body_trickled_past_body_timeout_gets_408_and_no_more_time(
+    fake_alation: FakeAlation, token: str, tmp_path: Path
+) -> None:
+    """The 408 comes once body_timeout is over; a sender still trickling its body then is closed
+    within header_timeout of that answer, not given body_timeout again."""
+    config = relay_config(fake_alation, token, tmp_path, header_timeout=1, body_timeout=2)
+    with relay_in_thread(config) as (url, _relay):
+        host, port = url.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port))) as sender:
+            sender.sendall(
+                (
+                    f"POST /api/v1/lineage HTTP/1.1\r\nHost: relay\r\nAuthorization: Bearer {RELAY_TOKEN}\r\n"
+                    "Content-Type: application/json\r\nContent-Length: 100000\r\n\r\n"
+                ).encode()
+            )
+            started = time.monotonic()
+            sender.setblocking(False)
+            received, closed_at = b"", None
+            while time.monotonic() - started < 8:
+                try:
+                    sender.send(b" ")  # a byte every 0.3 s, never the whole body
+                except OSError:
+                    closed_at = time.monotonic() - started
+                    break
+                time.sleep(0.3)
+                try:
+                    chunk = sender.recv(4096)
+                except BlockingIOError:
+                    continue
+                except OSError:
+                    closed_at = time.monotonic() - started
+                    break
+                if not chunk:
+                    closed_at = time.monotonic() - started
+                    break
+                received += chunk
+    assert received.startswith(b"HTTP/1.1 408"), received[:100]
+    assert closed_at is not None and closed_at < 4.5, closed_at  # 2 s to the 408, then 1 s: not 2 more

@@ -8,8 +8,8 @@ a request's headers within ``header_timeout`` seconds of being set up (after the
 ``--tls-cert``), and of its previous answer on a keep-alive connection; else it is closed. A request
 whose headers are in is left alone while it is handled: its body is bounded by ``body_timeout``
 (the app answers 408), its answer by the delivery's own budget. A client still sending a body the
-relay answered early (a 503, 401 or 413 before reading it) gets ``body_timeout`` more to finish,
-then is closed.
+relay answered early (a 503, 401 or 413 before reading it) may finish it within ``body_timeout``
+of its headers, then is closed.
 
 The class extends the protocol uvicorn would pick itself (``httptools`` when installed, else
 ``h11``), through what both share: ``connection_made``, ``on_response_complete``, and their
@@ -67,8 +67,21 @@ class HeaderDeadlineProtocol(_Base):  # type: ignore[misc, valid-type]
     _deadline: asyncio.TimerHandle | None = None
     #: httptools: a request's headers are in and its body is not yet (h11 asks its connection).
     _in_body = False
-    #: The body of a request answered early got its extra ``body_timeout`` once.
+    #: The body of a request answered early got what was left of its ``body_timeout`` once.
     _body_grace = False
+    #: When the request in progress (``cycle``) had its headers in (the loop's clock).
+    _headers_at = 0.0
+    _cycle: Any = None
+
+    @property  # type: ignore[override]
+    def cycle(self) -> Any:
+        return self._cycle
+
+    @cycle.setter
+    def cycle(self, value: Any) -> None:  # uvicorn sets it once a request's headers are in
+        self._cycle = value
+        if value is not None:
+            self._headers_at = self.loop.time()
 
     def limits(self) -> tuple[float, float]:
         return _configured_limits()
@@ -118,9 +131,13 @@ class HeaderDeadlineProtocol(_Base):  # type: ignore[misc, valid-type]
         if cycle is not None and not cycle.response_complete:
             return  # being handled: its body has body_timeout, its answer the delivery's budget
         if self._receiving_body() and not self._body_grace:
-            self._body_grace = True  # answered before its body was read: let the sender finish
-            self._arm(self.limits()[1])
-            return
+            # Answered before its body was read: the sender may finish it, within body_timeout from
+            # its headers (a 408, sent once body_timeout is over, gets nothing more).
+            self._body_grace = True
+            left = self._headers_at + self.limits()[1] - self.loop.time()
+            if left > 0:
+                self._arm(left)
+                return
         if not self.transport.is_closing():
             log.info(
                 "Alation relay: closed a connection from %s that sent no complete request within "
