@@ -350,3 +350,31 @@ def test_every_5xx_is_retried_not_dead_lettered(fake_alation, token, spool) -> N
     outcome, _ = emit_timed(AlationTransport(AlationConfig.from_dict(values)), distinct_event())
     assert outcome.kind == "sent" and outcome.attempts == 3
     assert LocalOutbox(spool).counts() == {"pending": 0, "claimed": 0, "dead": 0}
+
+
+@pytest.mark.parametrize("late", [0.0, 0.5])
+def test_a_retry_the_budget_cuts_short_reports_why_it_retried(
+    monkeypatch: pytest.MonkeyPatch, late: float
+) -> None:
+    """The last retry of a refused connection can start just before the deadline; on a loaded
+    machine it is then cut by the deadline (a capped read, the watchdog) and ends as a timeout. The
+    outcome names the refusal that made it retry, not the timeout (the Test button once said 'did not
+    answer within 1s' of a port that refused every connection, in CI)."""
+    import time as time_module
+
+    from airflow_provider_alation.alation.delivery import Outcome, Sender
+
+    sender = Sender("https://127.0.0.1:9/open_lineage_event/", lambda: "t", timeout=1.0, verify=False)
+    calls: list[float] = []
+
+    def attempt_once(body: bytes, deadline: float, hard: float) -> Outcome:
+        calls.append(time_module.monotonic())
+        if len(calls) == 1:
+            return Outcome("retry", None, "network unreachable: refused", problem="unreachable")
+        time_module.sleep(max(0.0, hard - time_module.monotonic()))  # cut at the very end
+        return Outcome("retry", None, "timed out: the watchdog ended it", problem="timeout")
+
+    monkeypatch.setattr(sender, "_attempt_once", attempt_once)
+    outcome = sender.post_blocking(b"{}", time_module.monotonic() + 0.6, late=late)
+    assert len(calls) >= 2, calls  # it did retry, and the retry ran into the deadline
+    assert (outcome.kind, outcome.problem) == ("retry", "unreachable"), outcome

@@ -449,6 +449,16 @@ class Sender:
             if history and deadline - time.monotonic() <= 0.05:
                 return history[-1]  # report what went wrong, not that time then ran out
             outcome = self._attempt(body, deadline, deadline + late)
+            if (
+                history
+                and outcome.problem == "timeout"
+                and history[-1].problem != "timeout"
+                and time.monotonic() >= deadline + late - 0.05
+            ):
+                # A retry the budget's end cut short (its reads capped by the deadline, or stopped
+                # by the watchdog): what went wrong is what made it retry, not that time ran out
+                # (the Test button said "did not answer" of a port that refused every connection).
+                return history[-1]
             history.append(outcome)
             return outcome
 
