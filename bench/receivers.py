@@ -313,11 +313,12 @@ class HangingEndpoint:
 
 @contextlib.contextmanager
 def refused_endpoint() -> Iterator[str]:
-    """An https URL on a local port nobody listens on: every connection is refused at once."""
+    """An https URL on a local port nobody listens on: every connection is refused at once. The
+    port stays bound (never listening) while the block runs: released, it could be taken meanwhile,
+    or picked as a connecting socket's own port (a TCP self-connect, which answers nothing)."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    yield f"https://localhost:{port}"
+        yield f"https://localhost:{sock.getsockname()[1]}"
 
 
 if __name__ == "__main__":
