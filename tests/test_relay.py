@@ -39,6 +39,7 @@ from airflow_provider_alation.relay.app import Relay, build_app
 from airflow_provider_alation.relay.config import RelayConfig, parse_config
 from airflow_provider_alation.relay.mount import RelayMount
 from airflow_provider_alation.relay.protocol import with_limits
+from airflow_provider_alation.relay.server import connection_options
 from airflow_provider_alation.testing.fake_alation import FakeAlation, Fault
 from airflow_provider_alation.transport import AlationConfig, AlationTransport
 from tests.support.airflow_home import AirflowHome, airflow_bin
@@ -85,9 +86,9 @@ def relay_in_thread(config: dict[str, Any]) -> Iterator[tuple[str, Relay]]:
             host="127.0.0.1",
             port=port,
             log_level="warning",
-            http=with_limits(relay.config.header_timeout, relay.config.body_timeout),
-            limit_concurrency=relay.config.max_connections,
-            timeout_keep_alive=5,
+            **connection_options(
+                relay.config, with_limits(relay.config.header_timeout, relay.config.body_timeout)
+            ),
         )
     )
     thread = threading.Thread(target=server.run, daemon=True)

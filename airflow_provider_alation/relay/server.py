@@ -13,6 +13,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from airflow_provider_alation.relay.config import (
     CONFIG_ENV,
@@ -28,6 +29,8 @@ FACTORY = "airflow_provider_alation.relay.app:create_app"
 PROTOCOL = "airflow_provider_alation.relay.protocol:HeaderDeadlineProtocol"
 #: Seconds uvicorn waits for requests in flight at shutdown.
 GRACEFUL_SECONDS = 30
+#: Seconds an idle keep-alive connection is kept.
+KEEP_ALIVE_SECONDS = 5
 
 
 @dataclass(frozen=True)
@@ -77,10 +80,17 @@ def serve(options: ServerOptions) -> None:
         timeout_graceful_shutdown=GRACEFUL_SECONDS,
         server_header=False,
         proxy_headers=False,
-        # A bound on connections per worker (beyond: 503 at once), and a deadline for a request's
-        # headers (uvicorn has none: see relay/protocol.py), so that idle half-open clients cannot
-        # hold them all.
-        limit_concurrency=config.max_connections,
-        timeout_keep_alive=5,
-        http=PROTOCOL,
+        **connection_options(config, PROTOCOL),
     )
+
+
+def connection_options(config: RelayConfig, http: Any) -> dict[str, Any]:
+    """uvicorn's settings for the relay's connections (the standalone server's, and the tests' server
+    in one process, which passes its own ``http`` protocol class): a bound on connections per worker
+    (beyond: 503 at once), and a deadline for a request's headers (uvicorn has none: see
+    relay/protocol.py), so that idle half-open clients cannot hold them all."""
+    return {
+        "limit_concurrency": config.max_connections,
+        "timeout_keep_alive": KEEP_ALIVE_SECONDS,
+        "http": http,
+    }
