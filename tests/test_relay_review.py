@@ -69,6 +69,20 @@ def streaming_event(run_id: str | None = None, state: str = "START") -> dict[str
     return event
 
 
+def _connect(url: str) -> socket.socket:
+    """A raw TCP connection to the relay at ``url`` (``http://host:port``)."""
+    host, port = url.removeprefix("http://").split(":")
+    return socket.create_connection((host, int(port)))
+
+
+def _post_head(length: int, token: str = RELAY_TOKEN) -> bytes:
+    """The request line and headers of a POST of ``length`` body bytes to the relay."""
+    return (
+        f"POST /api/v1/lineage HTTP/1.1\r\nHost: relay\r\nAuthorization: Bearer {token}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {length}\r\n\r\n"
+    ).encode()
+
+
 # ==================================================================================================
 # Findings (xfail strict)
 # ==================================================================================================
@@ -191,19 +205,12 @@ def test_slow_clients_are_cut_off(fake_alation: FakeAlation, token: str, tmp_pat
     ``body_timeout`` (both set below the test's 8 s wait here; the defaults are 10 s and 30 s)."""
     config = relay_config(fake_alation, token, tmp_path, header_timeout=3, body_timeout=5)
     with relay_in_thread(config) as (url, _relay):
-        host, port = url.removeprefix("http://").split(":")
-        unauthenticated = socket.create_connection((host, int(port)))
+        unauthenticated = _connect(url)
         unauthenticated.sendall(b"POST /api/v1/lineage HTTP/1.1\r\nHost: relay\r\n")  # never finished
         body = json.dumps(lineage_event()).encode()
         body += b" " * (1000 - len(body))
-        trickle = socket.create_connection((host, int(port)))
-        trickle.sendall(
-            (
-                f"POST /api/v1/lineage HTTP/1.1\r\nHost: relay\r\nAuthorization: Bearer {RELAY_TOKEN}\r\n"
-                "Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n"
-            ).encode()
-            + body[:10]
-        )
+        trickle = _connect(url)
+        trickle.sendall(_post_head(1000) + body[:10])
         time.sleep(8)  # longer than uvicorn's keep-alive timeout (5 s), the only timer it has
         unauthenticated.settimeout(0.5)
         try:
@@ -584,16 +591,9 @@ def test_a_body_trickled_past_body_timeout_is_cut_off_with_408(
     """What is fixed of the slow-client finding: a body has ``body_timeout`` seconds in all."""
     config = {**relay_config(fake_alation, token, tmp_path), "body_timeout": 1.0}
     with relay_in_thread(config) as (url, _relay):
-        host, port = url.removeprefix("http://").split(":")
         body = json.dumps(lineage_event()).encode()
-        trickle = socket.create_connection((host, int(port)))
-        trickle.sendall(
-            (
-                f"POST /api/v1/lineage HTTP/1.1\r\nHost: relay\r\nAuthorization: Bearer {RELAY_TOKEN}\r\n"
-                f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
-            ).encode()
-            + body[:10]
-        )
+        trickle = _connect(url)
+        trickle.sendall(_post_head(len(body)) + body[:10])
         trickle.settimeout(10)
         answer = trickle.recv(200)
         trickle.close()
@@ -643,24 +643,19 @@ def test_the_header_deadline_holds_on_keep_alive_and_spares_slow_but_timely_head
     headers in time too), and headers sent slowly but completed in time are served."""
     config = relay_config(fake_alation, token, tmp_path, header_timeout=2)
     body = json.dumps(lineage_event()).encode()
-    request = (
-        f"POST /api/v1/lineage HTTP/1.1\r\nHost: relay\r\nAuthorization: Bearer {RELAY_TOKEN}\r\n"
-        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
-    ).encode() + body
-    with relay_in_thread(config) as (url, _relay):
-        host, port = url.removeprefix("http://").split(":")
-        with socket.create_connection((host, int(port))) as slow:
-            head = request[: -len(body)]
-            for i in range(0, len(head), len(head) // 4 + 1):  # the headers over ~1.2 s, under 2 s
-                slow.sendall(head[i : i + len(head) // 4 + 1])
-                time.sleep(0.3)
-            slow.sendall(body)
-            assert _read_answer(slow).startswith(b"HTTP/1.1 202"), "timely headers were not served"
-            # Same connection, kept alive: the next request stops half-way through its headers.
-            slow.sendall(request[:40])
-            started = time.monotonic()
-            assert _closed_within(slow, 6), "a half-sent second request kept its connection"
-            assert time.monotonic() - started < 4.5  # 2 s after the answer, not uvicorn's keep-alive
+    head = _post_head(len(body))
+    request = head + body
+    with relay_in_thread(config) as (url, _relay), _connect(url) as slow:
+        for i in range(0, len(head), len(head) // 4 + 1):  # the headers over ~1.2 s, under 2 s
+            slow.sendall(head[i : i + len(head) // 4 + 1])
+            time.sleep(0.3)
+        slow.sendall(body)
+        assert _read_answer(slow).startswith(b"HTTP/1.1 202"), "timely headers were not served"
+        # Same connection, kept alive: the next request stops half-way through its headers.
+        slow.sendall(request[:40])
+        started = time.monotonic()
+        assert _closed_within(slow, 6), "a half-sent second request kept its connection"
+        assert time.monotonic() - started < 4.5  # 2 s after the answer, not uvicorn's keep-alive
 
 
 def test_the_standalone_relay_closes_a_connection_whose_headers_never_end(
@@ -673,8 +668,7 @@ def test_the_standalone_relay_closes_a_connection_whose_headers_never_end(
     config = relay_config(fake_alation, token, tmp_path, header_timeout=2)
     relay = StandaloneRelay(write_config(tmp_path / "relay.json", config), tmp_path / "relay.log").start()
     try:
-        host, port = relay.url.removeprefix("http://").split(":")
-        with socket.create_connection((host, int(port))) as idle:
+        with _connect(relay.url) as idle:
             idle.sendall(b"POST /api/v1/lineage HTTP/1.1\r\nHost: re")
             started = time.monotonic()
             assert _closed_within(idle, 8), "the standalone relay kept a half-sent request's connection"
@@ -688,20 +682,13 @@ def test_a_body_still_arriving_after_an_early_answer_gets_its_answer(
     fake_alation: FakeAlation, token: str, tmp_path: Path
 ) -> None:
     """The relay answers some requests before reading their body (403 here). The header deadline,
-    armed by that answer, must not cut the sender off while it is still sending the body: it gets
-    ``body_timeout`` more, and then the answer."""
+    armed by that answer, must not cut the sender off while it is still sending the body: it may
+    finish it within ``body_timeout`` of its headers, and gets the answer."""
     config = relay_config(fake_alation, token, tmp_path, header_timeout=1, body_timeout=5)
     with relay_in_thread(config) as (url, _relay):
-        host, port = url.removeprefix("http://").split(":")
         body = b"x" * 30_000
-        with socket.create_connection((host, int(port))) as sender:
-            sender.sendall(
-                (
-                    "POST /api/v1/lineage HTTP/1.1\r\nHost: relay\r\n"
-                    "Authorization: Bearer wrong-token-0123456789\r\n"
-                    f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
-                ).encode()
-            )
+        with _connect(url) as sender:
+            sender.sendall(_post_head(len(body), token="wrong-token-0123456789"))
             # The body over ~3 s: past header_timeout, within body_timeout.
             cut = None
             for i in range(0, len(body), 5_000):
@@ -746,35 +733,28 @@ def test_a_body_trickled_past_body_timeout_gets_408_and_no_more_time(
     """The 408 comes once body_timeout is over; a sender still trickling its body then is closed
     within header_timeout of that answer, not given body_timeout again."""
     config = relay_config(fake_alation, token, tmp_path, header_timeout=1, body_timeout=2)
-    with relay_in_thread(config) as (url, _relay):
-        host, port = url.removeprefix("http://").split(":")
-        with socket.create_connection((host, int(port))) as sender:
-            sender.sendall(
-                (
-                    f"POST /api/v1/lineage HTTP/1.1\r\nHost: relay\r\nAuthorization: Bearer {RELAY_TOKEN}\r\n"
-                    "Content-Type: application/json\r\nContent-Length: 100000\r\n\r\n"
-                ).encode()
-            )
-            started = time.monotonic()
-            sender.setblocking(False)
-            received, closed_at = b"", None
-            while time.monotonic() - started < 8:
-                try:
-                    sender.send(b" ")  # a byte every 0.3 s, never the whole body
-                except OSError:
-                    closed_at = time.monotonic() - started
-                    break
-                time.sleep(0.3)
-                try:
-                    chunk = sender.recv(4096)
-                except BlockingIOError:
-                    continue
-                except OSError:
-                    closed_at = time.monotonic() - started
-                    break
-                if not chunk:
-                    closed_at = time.monotonic() - started
-                    break
-                received += chunk
+    with relay_in_thread(config) as (url, _relay), _connect(url) as sender:
+        sender.sendall(_post_head(100_000))
+        started = time.monotonic()
+        sender.setblocking(False)
+        received, closed_at = b"", None
+        while time.monotonic() - started < 8:
+            try:
+                sender.send(b" ")  # a byte every 0.3 s, never the whole body
+            except OSError:
+                closed_at = time.monotonic() - started
+                break
+            time.sleep(0.3)
+            try:
+                chunk = sender.recv(4096)
+            except BlockingIOError:
+                continue
+            except OSError:
+                closed_at = time.monotonic() - started
+                break
+            if not chunk:
+                closed_at = time.monotonic() - started
+                break
+            received += chunk
     assert received.startswith(b"HTTP/1.1 408"), received[:100]
     assert closed_at is not None and closed_at < 4.5, closed_at  # 2 s to the 408, then 1 s: not 2 more
