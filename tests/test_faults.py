@@ -375,6 +375,32 @@ def test_a_retry_the_budget_cuts_short_reports_why_it_retried(
         return Outcome("retry", None, "timed out: the watchdog ended it", problem="timeout")
 
     monkeypatch.setattr(sender, "_attempt_once", attempt_once)
-    outcome = sender.post_blocking(b"{}", time_module.monotonic() + 0.6, late=late)
+    # The back-off (0.25-0.35 s) puts the retry within CUT_SHORT_SECONDS of this deadline.
+    outcome = sender.post_blocking(b"{}", time_module.monotonic() + 0.45, late=late)
     assert len(calls) >= 2, calls  # it did retry, and the retry ran into the deadline
     assert (outcome.kind, outcome.problem) == ("retry", "unreachable"), outcome
+
+
+def test_a_retry_with_time_to_answer_that_gets_none_reports_the_timeout(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A 503, then a retry with most of the budget left that gets no answer: Alation stopped
+    answering, and that is what is reported (not the earlier 503)."""
+    import time as time_module
+
+    from airflow_provider_alation.alation.delivery import Outcome, Sender
+
+    sender = Sender("https://127.0.0.1:9/open_lineage_event/", lambda: "t", timeout=1.0, verify=False)
+    calls: list[float] = []
+
+    def attempt_once(body: bytes, deadline: float, hard: float) -> Outcome:
+        calls.append(time_module.monotonic())
+        if len(calls) == 1:
+            return Outcome("retry", 503, "HTTP 503", problem="server")
+        time_module.sleep(max(0.0, hard - time_module.monotonic()))  # hangs until the deadline
+        return Outcome("retry", None, "timed out: no complete answer", problem="timeout")
+
+    monkeypatch.setattr(sender, "_attempt_once", attempt_once)
+    outcome = sender.post_blocking(b"{}", time_module.monotonic() + 1.0)
+    assert len(calls) == 2, calls
+    assert (outcome.kind, outcome.problem) == ("retry", "timeout"), outcome

@@ -59,6 +59,9 @@ NETWORK_RETRY_SECONDS = 1.0
 LATE_ANSWER_SECONDS = 10.0
 #: A later event waits at most this share of its budget for the Sender's abandoned request to end.
 INFLIGHT_WAIT_SHARE = 0.5
+#: A retry started with less than this left of the budget, and cut short by its end, reports the
+#: problem that made it retry rather than its own timeout.
+CUT_SHORT_SECONDS = 0.25
 #: A Sender's delivery thread ends after this long without work (a later request starts another).
 WORKER_IDLE_SECONDS = 2.0
 T = TypeVar("T")
@@ -448,16 +451,19 @@ class Sender:
         def attempt() -> Outcome:
             if history and deadline - time.monotonic() <= 0.05:
                 return history[-1]  # report what went wrong, not that time then ran out
+            left = deadline - time.monotonic()
             outcome = self._attempt(body, deadline, deadline + late)
             if (
                 history
+                and left < CUT_SHORT_SECONDS
                 and outcome.problem == "timeout"
                 and history[-1].problem != "timeout"
                 and time.monotonic() >= deadline + late - 0.05
             ):
-                # A retry the budget's end cut short (its reads capped by the deadline, or stopped
-                # by the watchdog): what went wrong is what made it retry, not that time ran out
-                # (the Test button said "did not answer" of a port that refused every connection).
+                # A retry that started at the budget's very end and was cut short (its reads capped
+                # by the deadline, or stopped by the watchdog): what went wrong is what made it
+                # retry, not that time ran out (the Test button said "did not answer" of a port that
+                # refused every connection). A retry with time to get an answer reports its timeout.
                 return history[-1]
             history.append(outcome)
             return outcome
